@@ -1,0 +1,42 @@
+"""mlsnap: make every trained model reproducible from Git.
+
+The public API mirrors the command line; heavy modules load only when a function is first used,
+so ``import mlsnap`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "commit", "pull", "push", "show", "log", "status", "init",
+           "Checkpointer", "MlsnapError"]
+
+_LAZY = {
+    "commit": "mlsnap.api",
+    "pull": "mlsnap.api",
+    "push": "mlsnap.api",
+    "show": "mlsnap.api",
+    "log": "mlsnap.api",
+    "status": "mlsnap.api",
+    "init": "mlsnap.api",
+    "Checkpointer": "mlsnap.checkpoint",
+    "MlsnapError": "mlsnap.errors",
+}
+
+if TYPE_CHECKING:
+    from mlsnap.api import commit, init, log, pull, push, show, status
+    from mlsnap.checkpoint import Checkpointer
+    from mlsnap.errors import MlsnapError
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mlsnap' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

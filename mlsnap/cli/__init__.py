@@ -1,0 +1,73 @@
+"""The ``mlsnap`` command line: parse, call the library, print. Nothing else lives here.
+
+Every ``MlsnapError`` becomes one ``Error: ...`` line on stderr and its exit code, in one place
+(``_Group.invoke``). Tracebacks only with ``--debug`` or ``MLSNAP_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from mlsnap import __version__
+from mlsnap.errors import MlsnapError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlsnapError as exc:
+            if _debug(ctx):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # the last line of defence: no traceback for users
+            if _debug(ctx):
+                raise
+            detail = " ".join(str(exc).split()) or "no details"
+            click.echo(f"Error: unexpected {type(exc).__name__}: {detail} "
+                       "(run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(os.environ.get("MLSNAP_DEBUG")) or bool((ctx.obj or {}).get("debug"))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlsnap")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Make every trained model reproducible from Git.
+
+    `mlsnap commit` tracks models and data with DVC, records code, data, environment, params and
+    metrics in a YAML manifest and ties it to one Git commit; `git checkout REV && mlsnap pull`
+    brings the exact bytes back, verified.
+    """
+    ctx.obj = {"debug": debug}
+    if debug:
+        os.environ["MLSNAP_DEBUG"] = "1"
+
+
+def _register() -> None:
+    from mlsnap.cli import core, history
+
+    for module in (core, history):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

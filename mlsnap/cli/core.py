@@ -1,0 +1,254 @@
+"""The core loop commands: init, commit, push, pull, status, env, remote, demo."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from mlsnap.errors import CheckFailed
+
+NAME = click.option("--name", "-n", "name", default=None,
+                    help="Snapshot name (default: the project's default, 'model').")
+PYTHON = click.option("--python", "python", default=None, metavar="PATH",
+                      help="Interpreter whose environment to record/compare "
+                           "(default: the active virtualenv's).")
+JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+                    help="Parallel transfers (DVC's default when omitted).")
+
+
+def echo_json(value: Any) -> None:
+    from mlsnap.manifest import jsonable
+
+    click.echo(json.dumps(jsonable(value), indent=2, allow_nan=False))
+
+
+@click.command()
+@click.option("--remote", "-r", default=None, metavar="DIR_OR_URL",
+              help="Default DVC remote: a folder, s3://, ssh://, webdav://... "
+                   "(default: ~/.local/share/mlsnap/storage).")
+@click.option("--remote-name", default="storage", show_default=True, help="Name of that remote.")
+@click.option("--local", "local_options", multiple=True, metavar="KEY=VALUE",
+              help="Remote setting kept in DVC's untracked local config (credentials, endpoint).")
+def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -> None:
+    """Make this Git repository ready: DVC, the default remote, .mlsnap/config.yaml."""
+    from mlsnap import snapshot
+    from mlsnap.errors import BadInput
+
+    local: dict[str, str] = {}
+    for item in local_options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--local {key or item!r}", "expected KEY=VALUE")
+        local[key] = value
+    result = snapshot.init(remote, remote_name=remote_name, local_options=local or None)
+    click.echo(f"initialized mlsnap in {result.root}"
+               + (" (dvc init done)" if result.created_dvc else ""))
+    click.echo(f"default remote {result.remote_name!r}: {result.remote_url}")
+    if result.committed:
+        click.echo(f"committed the set-up as {result.committed[:7]}")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--data", "-d", multiple=True, metavar="PATH",
+              help="Input data to record (repeatable).")
+@click.option("-p", "--param", "param_values", multiple=True, metavar="K=V",
+              help="Hyperparameter (YAML scalar; dotted keys nest). Repeatable.")
+@click.option("--params", "param_files", multiple=True, metavar="FILE[:KEY]",
+              help="YAML/JSON/TOML file of params, optionally one section. Repeatable.")
+@click.option("-m", "--metric", "metric_values", multiple=True, metavar="K=V",
+              help="Metric value. Repeatable.")
+@click.option("--metrics", "metric_files", multiple=True, metavar="FILE",
+              help="YAML/JSON/TOML file of metrics. Repeatable.")
+@NAME
+@click.option("--message", "-M", default="", help="What this snapshot is.")
+@click.option("--tag", default=None, metavar="VERSION",
+              help="Also tag the snapshot NAME@vVERSION (SemVer).")
+@click.option("--allow-dirty", is_flag=True,
+              help="Snapshot despite uncommitted code; the diff is recorded as a patch.")
+@click.option("--no-push", is_flag=True, help="Keep the bytes local; `mlsnap push` later.")
+@PYTHON
+@JOBS
+def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[str, ...],
+           param_files: tuple[str, ...], metric_values: tuple[str, ...],
+           metric_files: tuple[str, ...], name: str | None, message: str, tag: str | None,
+           allow_dirty: bool, no_push: bool, python: str | None, jobs: int | None) -> None:
+    """Snapshot PATHS (models, checkpoints) and --data with DVC, in one Git commit.
+
+    With no PATHS, the paths of the previous snapshot of that name are recorded again, and the
+    params/metrics files it read are read again.
+    """
+    from mlsnap import snapshot
+
+    result = snapshot.commit(
+        paths, data=data, param_values=param_values,
+        param_files=param_files or None, metric_values=metric_values,
+        metric_files=metric_files or None, name=name, message=message, tag=tag,
+        allow_dirty=allow_dirty, push=not no_push, python=python, jobs=jobs,
+    )
+    m = result.manifest
+    click.echo(f"snapshot {m.name}: {result.commit[:7]} {m.message or '(no message)'}")
+    click.echo(f"  {len(m.artifacts)} artifact(s), {len(m.inputs)} input(s), "
+               f"{len(m.params)} param(s), {len(m.metrics)} metric(s)"
+               + (", dirty code recorded as a patch" if m.code.dirty else ""))
+    for path in result.moved_from_git:
+        click.echo(f"  {path} was tracked by Git; it is tracked by DVC now (file kept)")
+    if result.detached:
+        click.echo(f"  note: HEAD is detached; the snapshot is bound to {result.commit[:12]} "
+                   "and no branch points at it (create one: git switch -c NAME)")
+    if result.tag:
+        click.echo(f"  tagged {result.tag}")
+    if result.pushed is not None:
+        click.echo(f"  pushed {result.pushed} object(s) to the default remote")
+    else:
+        click.echo("  not pushed (--no-push); run `mlsnap push` to share it")
+
+
+@click.command()
+@NAME
+@click.option("--remote", "-r", default=None, help="Remote name (default: the default remote).")
+@JOBS
+def push(name: str | None, remote: str | None, jobs: int | None) -> None:
+    """Send the bytes of the snapshots at HEAD to the remote."""
+    from mlsnap import snapshot
+
+    sent = snapshot.push(name, jobs=jobs, remote=remote)
+    click.echo(f"pushed {sent} object(s)" if sent else "everything is already on the remote")
+
+
+@click.command()
+@NAME
+@click.option("--force", is_flag=True,
+              help="Overwrite workspace files even when their content is not in the cache.")
+@click.option("--strict-env", is_flag=True, help="Exit 3 when the environment drifts.")
+@click.option("--remote", "-r", default=None, help="Remote name (default: the default remote).")
+@PYTHON
+@JOBS
+def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
+         python: str | None, jobs: int | None) -> None:
+    """After `git checkout`, restore exactly what the manifests at HEAD record, verified."""
+    from mlsnap import restore
+
+    result = restore.pull(name, force=force, python=python, jobs=jobs, remote=remote)
+    for m in result.manifests:
+        paths = [p for p, _ in m.tracked]
+        restored = [p for p in paths if p in result.restored]
+        click.echo(f"{m.name}: {len(restored)} restored, {len(paths) - len(restored)} already "
+                   f"up to date, all verified against .mlsnap/{m.name}.yaml")
+        for p in restored:
+            click.echo(f"  restored {p}")
+    if result.pickles:
+        click.echo("note: a matching hash proves these pickled files are intact, not that they "
+                   "are safe to load; load pickles only from people you trust "
+                   "(safetensors avoids the risk)")
+    drifted = False
+    for name_, drift in result.drift.items():
+        if drift:
+            drifted = True
+            prefix = f"{name_}: " if len(result.drift) > 1 else ""
+            click.echo(prefix + drift.table())
+        else:
+            click.echo("environment: matches the snapshot")
+    if strict_env and drifted:
+        raise CheckFailed("the environment differs from the snapshot (--strict-env)")
+
+
+@click.command()
+@NAME
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-remote", is_flag=True, help="Do not ask the remote what it holds.")
+@click.option("--strict-env", is_flag=True, help="Count environment drift as not clean.")
+@PYTHON
+def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
+           python: str | None) -> None:
+    """Workspace vs manifest; exit 3 when not clean."""
+    from mlsnap import restore
+
+    report = restore.status(name, python=python, check_remote=not no_remote)
+    drifted = any(report.drift.values())
+    clean = report.clean and not (strict_env and drifted)
+    if as_json:
+        echo_json({
+            "clean": clean,
+            "snapshots": [m.name for m in report.manifests],
+            "modified": report.modified, "missing": report.missing,
+            "not_on_remote": report.not_on_remote, "remote_error": report.remote_error,
+            "drift": {k: v.to_dict() for k, v in report.drift.items()},
+        })
+    else:
+        for path in report.modified:
+            click.echo(f"modified: {path} (changed since its snapshot; `mlsnap commit` to "
+                       "record it or `mlsnap pull --force` to restore it)")
+        for path in report.missing:
+            click.echo(f"missing: {path} (run `mlsnap pull`)")
+        for path in report.not_on_remote:
+            click.echo(f"not on remote: {path} (run `mlsnap push`)")
+        if report.remote_error:
+            click.echo(f"warning: could not check the remote: {report.remote_error}")
+        for drift in report.drift.values():
+            if drift:
+                click.echo(drift.table())
+        if clean:
+            names = ", ".join(m.name for m in report.manifests)
+            click.echo(f"clean: the workspace matches snapshot {names}")
+    if not clean:
+        raise click.exceptions.Exit(3)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="The environment as JSON.")
+@click.option("--requirements", is_flag=True, help="A pip requirements file.")
+@PYTHON
+def env(as_json: bool, requirements: bool, python: str | None) -> None:
+    """What `mlsnap commit` would record about the environment now."""
+    from mlsnap import environment
+
+    captured = environment.capture(python)
+    if requirements:
+        click.echo(environment.requirements(captured), nl=False)
+    elif as_json:
+        echo_json(captured.to_dict())
+    else:
+        click.echo(f"python {captured.python} ({captured.implementation}) on {captured.os}")
+        click.echo(f"machine {captured.machine}; {len(captured.packages)} packages; "
+                   f"accelerators: {', '.join(a['name'] for a in captured.accelerators) or 'none'}")
+
+
+@click.group()
+def remote() -> None:
+    """Settings of the DVC remote."""
+
+
+@remote.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.option("--local", is_flag=True,
+              help="Keep it in DVC's untracked local config (use for credentials).")
+@click.option("--remote", "-r", "remote_name", default=None, help="Remote (default: default).")
+def remote_set(key: str, value: str, local: bool, remote_name: str | None) -> None:
+    """Set KEY to VALUE for the default remote (e.g. endpointurl, access_key_id)."""
+    from mlsnap import store, workspace
+    from mlsnap.environment import SECRET_NAME
+
+    root = workspace.find_root()
+    if SECRET_NAME.search(key) and not local:
+        from mlsnap.errors import BadInput
+
+        raise BadInput(key, "looks like a credential; add --local so it stays out of Git")
+    name = store.set_remote_option(root, key, value, local=local, remote_name=remote_name)
+    shown = "***" if SECRET_NAME.search(key) else value
+    click.echo(f"remote {name!r}: {key} = {shown} ({'local, untracked' if local else 'tracked'})")
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary folder and print its path.")
+def demo(keep: bool) -> None:
+    """Run the whole loop on a toy model in a temporary folder."""
+    from mlsnap.demo import run
+
+    raise click.exceptions.Exit(run(keep=keep))
+
+
+COMMANDS = [init, commit, push, pull, status, env, remote, demo]

@@ -1,0 +1,203 @@
+"""The training environment: capture it, keep secrets out of it, compare two of them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlsnap.errors import BadInput, SecretFound
+from mlsnap.manifest import Environment
+
+REDACTED = "***"
+SECRET_NAME = re.compile(
+    r"(token|secret|passw|pwd|credential|apikey|api_key|access_key|private_key|auth"
+    r"|(^|[^a-z])key($|[^a-z]))",
+    re.IGNORECASE,
+)
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/@\s]+)@")
+# Shapes of well-known credentials, refused wherever they appear in a manifest.
+SECRET_SHAPES = re.compile(
+    r"(ghp_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|gho_[A-Za-z0-9]{20,}"
+    r"|glpat-[A-Za-z0-9_\-]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}"
+    r"|sk-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
+)
+_MIN_SECRET_LEN = 6
+
+
+def interpreter(python: str | None = None) -> str | None:
+    """The interpreter whose environment a snapshot records, or None for this process.
+
+    ``--python PATH`` wins; otherwise the active virtualenv (``VIRTUAL_ENV``) when it is not the
+    one mlsnap itself runs in (mlsnap installed with pipx, say, while training ran in a venv).
+    """
+    if python:
+        path = Path(python)
+        if not path.exists():
+            raise BadInput(python, "no such interpreter; give the python that trained the model")
+        return str(path)
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv and Path(venv).resolve() != Path(sys.prefix).resolve():
+        for candidate in (Path(venv) / "bin" / "python", Path(venv) / "Scripts" / "python.exe"):
+            if candidate.exists():
+                return str(candidate)
+    return None
+
+
+def this_process() -> Environment:
+    """Describe the interpreter running this code."""
+    from mlsnap._envprobe import probe
+
+    return _from_probe(probe())
+
+
+def capture(python: str | None = None) -> Environment:
+    """Describe the training interpreter (see ``interpreter``)."""
+    exe = interpreter(python)
+    if exe is None:
+        return this_process()
+    probe_file = Path(__file__).with_name("_envprobe.py")
+    proc = subprocess.run([exe, str(probe_file)], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=probe_file.parent)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise BadInput(exe, f"could not describe this interpreter: {tail[0]}")
+    return _from_probe(json.loads(proc.stdout))
+
+
+def _from_probe(raw: dict[str, Any]) -> Environment:
+    return Environment(
+        python=raw["python"], implementation=raw["implementation"],
+        os=raw["os"], machine=raw["machine"],
+        packages={k: redact_text(v) for k, v in raw["packages"].items()},
+        accelerators=raw["accelerators"],
+    )
+
+
+def requirements(env: Environment) -> str:
+    """A pip requirements file that rebuilds ``env``'s packages."""
+    lines = [f"# python {env.python} ({env.implementation}) on {env.machine}"]
+    lines += [f"{name}=={version}" for name, version in sorted(env.packages.items())]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def env_secrets(environ: dict[str, str] | None = None) -> list[str]:
+    """Values of environment variables whose names say they hold a secret."""
+    environ = dict(os.environ) if environ is None else environ
+    return sorted(
+        {v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_LEN},
+        key=len, reverse=True,
+    )
+
+
+def redact_text(text: str, secrets: list[str] | None = None) -> str:
+    """Strip credentials from URLs and replace known secret values by ``***``."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    for secret in secrets or ():
+        text = text.replace(secret, REDACTED)
+    return SECRET_SHAPES.sub(REDACTED, text)
+
+
+def redact(value: Any, secrets: list[str] | None = None, key: str = "") -> Any:
+    """Redact a params/metrics tree: secret-named keys lose their value, strings are cleaned."""
+    if secrets is None:
+        secrets = env_secrets()
+    if isinstance(value, dict):
+        return {k: redact(v, secrets, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets, key) for v in value]
+    if key and SECRET_NAME.search(key) and value is not None and not isinstance(value, bool):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    return value
+
+
+def scan(text: str, where: str, secrets: list[str] | None = None) -> None:
+    """Refuse ``text`` if a secret slipped through redaction (the last gate before writing)."""
+    if secrets is None:
+        secrets = env_secrets()
+    for secret in secrets:
+        if secret in text:
+            raise SecretFound(f"{where} contains the value of a secret environment variable")
+    match = SECRET_SHAPES.search(text)
+    if match:
+        raise SecretFound(f"{where} contains a credential ({match.group(0)[:4]}...)")
+    if _URL_CREDENTIALS.search(text.replace(f"://{REDACTED}@", "://")):
+        raise SecretFound(f"{where} contains a URL with credentials")
+
+
+# --------------------------------------------------------------------------- drift
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the current environment differs from a recorded one."""
+
+    python: tuple[str, str] | None = None
+    implementation: tuple[str, str] | None = None
+    machine: tuple[str, str] | None = None
+    changed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.python or self.implementation or self.machine or self.changed
+                    or self.missing or self.extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "python": list(self.python) if self.python else None,
+            "implementation": list(self.implementation) if self.implementation else None,
+            "machine": list(self.machine) if self.machine else None,
+            "changed": {k: {"recorded": a, "current": b} for k, (a, b) in self.changed.items()},
+            "missing": self.missing,
+            "extra": self.extra,
+        }
+
+    def table(self, limit: int = 20) -> str:
+        """A compact, aligned table: what, recorded, current."""
+        rows: list[tuple[str, str, str]] = []
+        for label, pair in (("python", self.python), ("implementation", self.implementation),
+                            ("machine", self.machine)):
+            if pair:
+                rows.append((label, pair[0], pair[1]))
+        rows += [(name, a, b) for name, (a, b) in sorted(self.changed.items())]
+        rows += [(name, v, "(missing)") for name, v in sorted(self.missing.items())]
+        rows += [(name, "(not recorded)", v) for name, v in sorted(self.extra.items())]
+        if not rows:
+            return "environment: matches the snapshot"
+        shown = rows[:limit]
+        width = [max(len(r[i]) for r in shown + [("package", "recorded", "current")])
+                 for i in range(3)]
+        lines = [f"environment drift: {len(self.changed)} changed, {len(self.missing)} missing, "
+                 f"{len(self.extra)} extra package(s)"]
+        for r in [("package", "recorded", "current"), *shown]:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip())
+        if len(rows) > limit:
+            lines.append(f"  ... and {len(rows) - limit} more (mlsnap status --json lists all)")
+        return "\n".join(lines)
+
+
+def drift(recorded: Environment, current: Environment) -> Drift:
+    rec, cur = recorded.packages, current.packages
+
+    def pair(a: str, b: str) -> tuple[str, str] | None:
+        return (a, b) if a != b else None
+
+    return Drift(
+        python=pair(recorded.python, current.python),
+        implementation=pair(recorded.implementation, current.implementation),
+        machine=pair(recorded.machine, current.machine),
+        changed={k: (rec[k], cur[k]) for k in rec if k in cur and rec[k] != cur[k]},
+        missing={k: rec[k] for k in rec if k not in cur},
+        extra={k: cur[k] for k in cur if k not in rec},
+    )

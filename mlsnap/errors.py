@@ -1,0 +1,133 @@
+"""The exceptions mlsnap raises; the CLI maps each to one line on stderr and an exit code.
+
+Every message is built here, in ``__init__``, so callers raise with facts, not prose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+EXIT_ERROR = 1
+EXIT_CHECK_FAILED = 3
+
+
+class MlsnapError(Exception):
+    """Root of every error a user can act on."""
+
+    exit_code = EXIT_ERROR
+
+
+class CheckFailed(MlsnapError):
+    """A verification found a difference (hash, status, strict environment)."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class NotAGitRepo(MlsnapError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} is not inside a Git repository; run `git init` first")
+
+
+class NoCommits(MlsnapError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"the Git repository at {path} has no commits yet; commit your code first "
+            "(`git add -A && git commit -m code`)"
+        )
+
+
+class NotInitialized(MlsnapError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} is not set up for mlsnap; run `mlsnap init --remote DIR_OR_URL`")
+
+
+class DirtyWorktree(MlsnapError):
+    def __init__(self, paths: Iterable[str]) -> None:
+        names = sorted(paths)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        super().__init__(
+            f"tracked code has uncommitted changes ({shown}); commit them first, "
+            "or pass --allow-dirty to record the diff in the snapshot"
+        )
+
+
+class ManifestInvalid(MlsnapError):
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: invalid manifest: {reason}")
+
+
+class NoSnapshot(MlsnapError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no snapshot found {what}; take one with `mlsnap commit PATH`")
+
+
+class BadInput(MlsnapError):
+    """A file or value given by the user cannot be used (params files, -p values, paths)."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+
+
+class WouldOverwrite(MlsnapError):
+    def __init__(self, paths: Iterable[str]) -> None:
+        names = ", ".join(sorted(paths))
+        super().__init__(
+            f"refusing to overwrite {names}: the current content is not in the DVC cache and "
+            "would be lost; snapshot it with `mlsnap commit`, move it away, or pass --force"
+        )
+
+
+class HashMismatch(CheckFailed):
+    def __init__(self, path: str, expected: str, actual: str, where: str) -> None:
+        super().__init__(
+            f"{path}: {where} content hash is {actual}, the manifest expects {expected}; "
+            "the bytes are corrupt and were not written to the workspace"
+        )
+
+
+class MissingObjects(MlsnapError):
+    def __init__(self, paths: Iterable[str], remote: str) -> None:
+        names = ", ".join(sorted(paths))
+        super().__init__(
+            f"not found in the cache or on remote {remote!r}: {names}; "
+            "whoever made the snapshot must run `mlsnap push`"
+        )
+
+
+class PushFailed(MlsnapError):
+    def __init__(self, remote: str, reason: str, committed: str | None = None) -> None:
+        self.remote = remote
+        self.reason = reason
+        head = f"snapshot committed as {committed[:12]} but its bytes" if committed else "the bytes"
+        super().__init__(
+            f"{head} could not be pushed to remote {remote!r} ({reason}); "
+            "the local snapshot is kept, retry with `mlsnap push`"
+        )
+
+
+class RemoteError(MlsnapError):
+    def __init__(self, remote: str, reason: str) -> None:
+        super().__init__(f"remote {remote!r}: {reason}")
+
+
+class SecretFound(MlsnapError):
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"refusing to write the manifest: {where} looks like a secret (token, key or password); "
+            "remove it or pass it through an environment variable that mlsnap does not record"
+        )
+
+
+class LockHeld(MlsnapError):
+    def __init__(self, lock: str, holder: str) -> None:
+        super().__init__(
+            f"another mlsnap command holds {lock} ({holder}); wait for it to finish and retry"
+        )
+
+
+class GitFailed(MlsnapError):
+    def __init__(self, args: Iterable[str], code: int, stderr: str) -> None:
+        detail = " ".join(line.strip() for line in stderr.strip().splitlines()[:3]) or "no output"
+        super().__init__(f"`git {' '.join(args)}` failed with exit code {code}: {detail}")

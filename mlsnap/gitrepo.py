@@ -1,0 +1,190 @@
+"""The few Git operations mlsnap needs, through the ``git`` command (fast, exact, no daemon)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mlsnap.errors import BadInput, GitFailed, NoCommits, NotAGitRepo
+from mlsnap.fsutil import fault_point
+
+# Variables Git sets for hooks; left in place they point a nested `git` at the wrong repository.
+_LEAKY_GIT_VARS = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX", "GIT_COMMON_DIR", "GIT_NAMESPACE",
+)
+
+
+def no_git_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without the GIT_* variables that leak into hooks."""
+    env = dict(os.environ if base is None else base)
+    for var in _LEAKY_GIT_VARS:
+        env.pop(var, None)
+    return env
+
+
+def run(root: Path, args: Sequence[str], *, input: bytes | None = None,
+        check: bool = True, index: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``git args`` in ``root``; raise ``GitFailed`` (command, code, stderr) on failure.
+
+    ``index`` points Git at another index file (``GIT_INDEX_FILE``).
+    """
+    env = no_git_env()
+    if index is not None:
+        env["GIT_INDEX_FILE"] = str(index)
+    proc = subprocess.run(
+        ["git", *args], cwd=root, input=input, capture_output=True, env=env, check=False
+    )
+    if check and proc.returncode != 0:
+        raise GitFailed(args, proc.returncode, proc.stderr.decode(errors="replace"))
+    return proc
+
+
+def out(root: Path, args: Sequence[str]) -> str:
+    return run(root, args).stdout.decode(errors="replace").strip()
+
+
+def toplevel(path: Path) -> Path:
+    """The work tree root containing ``path``."""
+    proc = run(path, ["rev-parse", "--show-toplevel"], check=False)
+    if proc.returncode != 0:
+        raise NotAGitRepo(str(path))
+    return Path(proc.stdout.decode().strip())
+
+
+def head(root: Path) -> str:
+    """Full SHA of HEAD; ``NoCommits`` in a repository without any."""
+    proc = run(root, ["rev-parse", "--verify", "-q", "HEAD^{commit}"], check=False)
+    if proc.returncode != 0:
+        raise NoCommits(str(root))
+    return proc.stdout.decode().strip()
+
+
+def branch(root: Path) -> str | None:
+    """Current branch name, or None when HEAD is detached."""
+    proc = run(root, ["symbolic-ref", "-q", "--short", "HEAD"], check=False)
+    return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
+
+
+def check_rev(rev: str) -> str:
+    """Refuse revisions that Git would read as options (``--upload-pack=...``)."""
+    if not rev or rev.startswith("-") or "\x00" in rev or "\n" in rev:
+        raise BadInput(repr(rev), "not a revision; give a commit, branch or tag")
+    return rev
+
+
+def resolve(root: Path, rev: str) -> str | None:
+    """Full commit SHA of ``rev`` or None when it names no commit."""
+    proc = run(root, ["rev-parse", "--verify", "-q", "--end-of-options", f"{check_rev(rev)}^{{commit}}"],
+               check=False)
+    return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+
+def modified_tracked(root: Path) -> list[str]:
+    """Tracked paths with staged or unstaged changes (untracked files are ignored)."""
+    raw = run(root, ["status", "--porcelain=v1", "-z", "--untracked-files=no"]).stdout
+    paths = []
+    entries = raw.split(b"\x00")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if not entry:
+            continue
+        status, path = entry[:2], entry[3:]
+        if status[:1] in (b"R", b"C"):
+            i += 1  # the source path of a rename follows
+        paths.append(path.decode(errors="replace"))
+    return paths
+
+
+def diff_head(root: Path, exclude: Iterable[str] = ()) -> bytes:
+    """The uncommitted diff of tracked files against HEAD, binary-safe."""
+    specs = [f":(exclude){p}" for p in exclude]
+    return run(root, ["diff", "HEAD", "--binary", "--", ".", *specs]).stdout
+
+
+def tracked(root: Path, paths: Sequence[str]) -> list[str]:
+    """Which of ``paths`` are tracked by Git (they cannot also be tracked by DVC)."""
+    if not paths:
+        return []
+    raw = run(root, ["ls-files", "-z", "--", *paths]).stdout
+    return [p.decode() for p in raw.split(b"\x00") if p]
+
+
+def add(root: Path, paths: Sequence[str]) -> None:
+    run(root, ["add", "--", *paths])
+
+
+def commit_paths(root: Path, message: str, add: Sequence[str],
+                 remove: Sequence[str] = ()) -> str:
+    """Commit exactly: HEAD + ``add`` (work tree content) - ``remove``; return the new SHA.
+
+    The commit is built in a private index, so whatever else the user staged stays staged and
+    out of this commit; the entries of these paths in the real index then follow the commit.
+    Hooks do not run: the commit holds only files mlsnap wrote and has validated itself.
+    """
+    index = git_dir(root) / "mlsnap-index"
+    has_head = run(root, ["rev-parse", "-q", "--verify", "HEAD^{commit}"], check=False)
+    try:
+        if has_head.returncode == 0:
+            run(root, ["read-tree", "HEAD"], index=index)
+        else:
+            index.unlink(missing_ok=True)
+        if add:
+            run(root, ["add", "--", *add], index=index)
+        if remove:
+            run(root, ["rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", *remove],
+                index=index)
+        fault_point("after-git-add")
+        run(root, ["commit", "--quiet", "--no-verify", "-m", message], index=index)
+    finally:
+        index.unlink(missing_ok=True)
+    sync_index(root, [*add, *remove])
+    return head(root)
+
+
+def sync_index(root: Path, paths: Sequence[str]) -> None:
+    """Make the real index entries of ``paths`` match HEAD (unstaging what HEAD lacks)."""
+    if paths:
+        run(root, ["reset", "-q", "HEAD", "--", *paths], check=False)
+
+
+def show(root: Path, rev: str, path: str) -> bytes | None:
+    """Content of ``path`` at ``rev`` or None when it does not exist there."""
+    proc = run(root, ["cat-file", "blob", f"{rev}:{path}"], check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def is_shallow(root: Path) -> bool:
+    return out(root, ["rev-parse", "--is-shallow-repository"]) == "true"
+
+
+def git_dir(root: Path) -> Path:
+    path = Path(out(root, ["rev-parse", "--git-dir"]))
+    return path if path.is_absolute() else root / path
+
+
+def tag_exists(root: Path, tag: str) -> bool:
+    return run(root, ["rev-parse", "-q", "--verify", f"refs/tags/{tag}"], check=False).returncode == 0
+
+
+def create_tag(root: Path, tag: str, rev: str, message: str) -> None:
+    run(root, ["tag", "-a", "-m", message, "--", tag, check_rev(rev)])
+
+
+def changed_since_head(root: Path, paths: Sequence[str]) -> bool:
+    """Whether any of ``paths`` differs from HEAD (or is new, or there is no HEAD)."""
+    if run(root, ["rev-parse", "-q", "--verify", "HEAD^{commit}"], check=False).returncode:
+        return True
+    listed = set(tracked_at_head(root, paths))
+    if any(p not in listed for p in paths):
+        return True
+    return run(root, ["diff", "--quiet", "HEAD", "--", *paths], check=False).returncode != 0
+
+
+def tracked_at_head(root: Path, paths: Sequence[str]) -> list[str]:
+    raw = run(root, ["ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *paths]).stdout
+    return [p.decode() for p in raw.split(b"\x00") if p]

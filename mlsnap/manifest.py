@@ -1,0 +1,407 @@
+"""The snapshot manifest (schema 1): dataclasses, safe YAML read/write and validation.
+
+Reading never trusts the file: YAML is parsed with a safe loader that also refuses aliases and
+duplicate keys, and every field is type-checked before a ``Manifest`` exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from mlsnap.errors import ManifestInvalid
+
+SCHEMA = 1
+MANIFEST_DIR = ".mlsnap"
+MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+MD5_RE = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def manifest_path(name: str) -> str:
+    """Repo-relative POSIX path of the manifest for snapshot ``name``."""
+    return f"{MANIFEST_DIR}/{name}.yaml"
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(NAME_RE.match(name)) and name != "config"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One DVC-tracked path: a file (nfiles 1) or a directory (md5 ends with ``.dir``)."""
+
+    path: str
+    md5: str
+    size: int
+    nfiles: int
+
+    @property
+    def is_dir(self) -> bool:
+        return self.md5.endswith(".dir")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "md5": self.md5, "size": self.size, "nfiles": self.nfiles}
+
+
+@dataclass(frozen=True)
+class Patch:
+    path: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class Code:
+    commit: str
+    branch: str | None
+    dirty: bool
+    patch: Patch | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    python: str
+    implementation: str
+    os: str
+    machine: str
+    packages: dict[str, str] = field(default_factory=dict)
+    accelerators: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "python": self.python,
+            "implementation": self.implementation,
+            "os": self.os,
+            "machine": self.machine,
+            "packages": dict(sorted(self.packages.items())),
+            "accelerators": list(self.accelerators),
+        }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    created: str
+    message: str
+    code: Code
+    data_hash: str | None
+    inputs: tuple[Output, ...]
+    artifacts: tuple[Output, ...]
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    environment: Environment
+    schema: int = SCHEMA
+
+    @property
+    def outputs(self) -> tuple[Output, ...]:
+        """Artifacts then inputs: the paths whose bytes the snapshot records."""
+        return self.artifacts + self.inputs
+
+    @property
+    def tracked(self) -> tuple[tuple[str, str], ...]:
+        """``(path, md5)`` of every DVC-tracked path, the code patch included."""
+        pairs = tuple((o.path, o.md5) for o in self.outputs)
+        if self.code.patch is not None:
+            pairs += ((self.code.patch.path, self.code.patch.md5),)
+        return pairs
+
+    def to_dict(self) -> dict[str, Any]:
+        patch = self.code.patch
+        return {
+            "mlsnap": self.schema,
+            "name": self.name,
+            "created": self.created,
+            "message": self.message,
+            "code": {
+                "commit": self.code.commit,
+                "branch": self.code.branch,
+                "dirty": self.code.dirty,
+                "patch": None if patch is None else {"path": patch.path, "md5": patch.md5},
+            },
+            "data": {"hash": self.data_hash, "inputs": [o.to_dict() for o in self.inputs]},
+            "artifacts": [o.to_dict() for o in self.artifacts],
+            "params": self.params,
+            "metrics": self.metrics,
+            "environment": self.environment.to_dict(),
+        }
+
+
+def data_fingerprint(inputs: tuple[Output, ...] | list[Output]) -> str | None:
+    """One hash over all inputs: md5 of the sorted ``path<TAB>md5`` lines (None without inputs)."""
+    if not inputs:
+        return None
+    lines = "".join(f"{o.path}\t{o.md5}\n" for o in sorted(inputs, key=lambda o: o.path))
+    return hashlib.md5(lines.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _FlowDict(dict):  # type: ignore[type-arg]
+    """A mapping dumped on one line (``{path: ..., md5: ...}``), as in the documented schema."""
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_flow(dumper: yaml.SafeDumper, data: _FlowDict) -> yaml.Node:
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
+
+
+_Dumper.add_representer(_FlowDict, _represent_flow)
+
+
+def dump(manifest: Manifest) -> str:
+    """Serialize ``manifest`` as YAML, keys in schema order."""
+    doc = manifest.to_dict()
+    doc["data"]["inputs"] = [_FlowDict(o) for o in doc["data"]["inputs"]]
+    doc["artifacts"] = [_FlowDict(o) for o in doc["artifacts"]]
+    if doc["code"]["patch"] is not None:
+        doc["code"]["patch"] = _FlowDict(doc["code"]["patch"])
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=1000)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (no billion-laughs) and duplicate keys."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases are not allowed in a manifest", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str | bytes, source: str) -> Any:
+    """Parse YAML safely; any problem becomes ``ManifestInvalid`` naming ``source``."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestInvalid(source, f"larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise ManifestInvalid(source, f"not valid YAML: {reason}") from None
+
+
+def loads(text: str | bytes, source: str) -> Manifest:
+    """Parse and validate one manifest."""
+    return from_dict(safe_load(text, source), source)
+
+
+def read(path: Path, source: str | None = None) -> Manifest:
+    src = source or str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ManifestInvalid(src, f"cannot be read ({exc.strerror})") from None
+    return loads(data, src)
+
+
+class _Checker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, reason: str) -> ManifestInvalid:
+        return ManifestInvalid(self.source, f"{where}: {reason}")
+
+    def mapping(self, doc: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(doc, dict):
+            raise self.fail(where, f"expected a mapping, got {type(doc).__name__}")
+        missing = [k for k in keys if k not in doc]
+        if missing:
+            raise self.fail(where, f"missing key {missing[0]!r}")
+        return doc
+
+    def typed(self, value: Any, where: str, *types: type) -> Any:
+        # bool is an int in Python; do not let `true` pass as a size.
+        if isinstance(value, bool) and bool not in types:
+            raise self.fail(where, f"expected {_names(types)}, got bool")
+        if not isinstance(value, types):
+            raise self.fail(where, f"expected {_names(types)}, got {type(value).__name__}")
+        return value
+
+    def output(self, doc: Any, where: str) -> Output:
+        doc = self.mapping(doc, where, ("path", "md5", "size", "nfiles"))
+        path = check_path(self.typed(doc["path"], f"{where}.path", str), self, f"{where}.path")
+        md5 = self.typed(doc["md5"], f"{where}.md5", str)
+        if not MD5_RE.match(md5):
+            raise self.fail(f"{where}.md5", f"{md5[:80]!r} is not a DVC md5 hash (32 hex digits)")
+        size = self.typed(doc["size"], f"{where}.size", int)
+        nfiles = self.typed(doc["nfiles"], f"{where}.nfiles", int)
+        if size < 0 or nfiles < 0:
+            raise self.fail(where, "size and nfiles must not be negative")
+        return Output(path, md5, size, nfiles)
+
+    def tree(self, value: Any, where: str) -> dict[str, Any]:
+        value = self.typed(value, where, dict)
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise self.fail(where, f"key {key!r} is not a string")
+            if isinstance(item, dict):
+                self.tree(item, f"{where}.{key}")
+        return value
+
+
+def _names(types: tuple[type, ...]) -> str:
+    names = {bool: "bool", int: "int", str: "string", dict: "mapping", list: "list",
+             float: "float", type(None): "null"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_path(path: str, checker: _Checker | None = None, where: str = "path") -> str:
+    """Validate a repo-relative POSIX path from an untrusted source; return it unchanged."""
+
+    def fail(reason: str) -> ManifestInvalid:
+        if checker is None:
+            return ManifestInvalid("manifest", f"{where}: {reason}")
+        return checker.fail(where, reason)
+
+    if not path:
+        raise fail("empty path")
+    if _CONTROL.search(path) or any(unicodedata.category(c) == "Cc" for c in path):
+        raise fail(f"{path!r} contains control characters")
+    if "\\" in path:
+        raise fail(f"{path!r} is not a POSIX path (backslash)")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise fail(f"{path!r} is absolute; paths must be relative to the repository")
+    parts = PurePosixPath(path).parts
+    if ".." in path.split("/"):
+        raise fail(f"{path!r} contains '..'")
+    for part in parts:
+        if part.rstrip(". ").lower() == ".git" or part.lower().startswith(".git "):
+            raise fail(f"{path!r} points into .git")
+    if path.split("/")[0].lower() == ".dvc" and len(parts) > 1:
+        raise fail(f"{path!r} points into .dvc")
+    return path
+
+
+def check_inside(root: Path, path: str, source: str) -> Path:
+    """Resolve ``path`` under ``root`` and refuse it when a symlink leads outside the repo."""
+    resolved_root = root.resolve()
+    target = resolved_root.joinpath(*PurePosixPath(path).parts)
+    # Check every existing prefix: an intermediate symlink is the classic escape.
+    probe = resolved_root
+    for part in PurePosixPath(path).parts:
+        probe = probe / part
+        if probe.is_symlink() or probe.exists():
+            real = probe.resolve()
+            if real != resolved_root and resolved_root not in real.parents:
+                raise ManifestInvalid(source, f"{path!r} leaves the repository through a symlink")
+            git_dir = resolved_root / ".git"
+            if real == git_dir or git_dir in real.parents:
+                raise ManifestInvalid(source, f"{path!r} leads into .git through a symlink")
+    return target
+
+
+def from_dict(doc: Any, source: str) -> Manifest:
+    """Validate a parsed manifest document and build a ``Manifest``."""
+    c = _Checker(source)
+    if not isinstance(doc, dict):
+        raise c.fail("document", "expected a mapping at the top level")
+    if "mlsnap" not in doc:
+        raise c.fail("document", "missing key 'mlsnap' (the schema version)")
+    schema = doc["mlsnap"]
+    if isinstance(schema, bool) or not isinstance(schema, int):
+        raise c.fail("mlsnap", f"schema version must be an integer, got {schema!r}")
+    if schema != SCHEMA:
+        raise c.fail("mlsnap", f"schema {schema} is not supported by this mlsnap (reads {SCHEMA});"
+                     " upgrade mlsnap" if schema > SCHEMA else f"unknown schema {schema}")
+    c.mapping(doc, "document", ("name", "created", "message", "code", "data", "artifacts",
+                                "params", "metrics", "environment"))
+    name = c.typed(doc["name"], "name", str)
+    if not is_valid_name(name):
+        raise c.fail("name", f"{name[:80]!r} is not a valid snapshot name")
+    created = c.typed(doc["created"], "created", str)
+    message = c.typed(doc["message"], "message", str)
+
+    code_doc = c.mapping(doc["code"], "code", ("commit", "branch", "dirty", "patch"))
+    commit = c.typed(code_doc["commit"], "code.commit", str)
+    if not SHA_RE.match(commit):
+        raise c.fail("code.commit", f"{commit[:80]!r} is not a full Git commit id")
+    branch = c.typed(code_doc["branch"], "code.branch", str, type(None))
+    dirty = c.typed(code_doc["dirty"], "code.dirty", bool)
+    patch = None
+    if code_doc["patch"] is not None:
+        pdoc = c.mapping(code_doc["patch"], "code.patch", ("path", "md5"))
+        ppath = check_path(c.typed(pdoc["path"], "code.patch.path", str), c, "code.patch.path")
+        pmd5 = c.typed(pdoc["md5"], "code.patch.md5", str)
+        if not MD5_RE.match(pmd5) or pmd5.endswith(".dir"):
+            raise c.fail("code.patch.md5", f"{pmd5[:80]!r} is not an md5 hash")
+        patch = Patch(ppath, pmd5)
+
+    data_doc = c.mapping(doc["data"], "data", ("hash", "inputs"))
+    data_hash = c.typed(data_doc["hash"], "data.hash", str, type(None))
+    inputs_doc = c.typed(data_doc["inputs"], "data.inputs", list)
+    inputs = tuple(c.output(o, f"data.inputs[{i}]") for i, o in enumerate(inputs_doc))
+    artifacts_doc = c.typed(doc["artifacts"], "artifacts", list)
+    artifacts = tuple(c.output(o, f"artifacts[{i}]") for i, o in enumerate(artifacts_doc))
+    seen: set[str] = set()
+    for out in artifacts + inputs:
+        if out.path in seen:
+            raise c.fail("artifacts", f"{out.path!r} is listed twice")
+        seen.add(out.path)
+    if data_hash is not None and data_hash != data_fingerprint(inputs):
+        raise c.fail("data.hash", "does not match the inputs it fingerprints")
+
+    params = c.tree(doc["params"] if doc["params"] is not None else {}, "params")
+    metrics = c.tree(doc["metrics"] if doc["metrics"] is not None else {}, "metrics")
+
+    env_doc = c.mapping(doc["environment"], "environment",
+                        ("python", "implementation", "os", "machine", "packages"))
+    packages = c.typed(env_doc["packages"], "environment.packages", dict)
+    for pkg, ver in packages.items():
+        if not isinstance(pkg, str) or not isinstance(ver, str):
+            raise c.fail("environment.packages", f"{pkg!r}: name and version must be strings")
+    accelerators = c.typed(env_doc.get("accelerators", []) or [], "environment.accelerators", list)
+    env = Environment(
+        python=str(c.typed(env_doc["python"], "environment.python", str)),
+        implementation=c.typed(env_doc["implementation"], "environment.implementation", str),
+        os=c.typed(env_doc["os"], "environment.os", str),
+        machine=c.typed(env_doc["machine"], "environment.machine", str),
+        packages=packages,
+        accelerators=accelerators,
+    )
+    return Manifest(name=name, created=created, message=message,
+                    code=Code(commit, branch, dirty, patch), data_hash=data_hash, inputs=inputs,
+                    artifacts=artifacts, params=params, metrics=metrics, environment=env,
+                    schema=schema)
+
+
+def jsonable(value: Any) -> Any:
+    """Manifest values for JSON output: NaN and infinities become "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value

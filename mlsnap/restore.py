@@ -1,0 +1,166 @@
+"""The pull flow (manifest -> DVC fetch -> verify -> checkout -> drift report) and ``status``.
+
+Bytes are verified against the manifest *before* DVC writes them to the workspace: a corrupt
+cache or remote object is moved aside and reported, never restored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlsnap import environment, store, workspace
+from mlsnap.environment import Drift
+from mlsnap.errors import HashMismatch, MissingObjects, RemoteError, WouldOverwrite
+from mlsnap.manifest import Manifest
+from mlsnap.snapshot import _check_pointers
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib")
+# DVC copies into "<parent>/.<22 url-safe chars>.tmp" and renames; a kill leaves these behind.
+_DVC_TMP = re.compile(r"^\.[A-Za-z0-9_-]{22}\.tmp$")
+
+
+@dataclass(frozen=True)
+class PullResult:
+    manifests: list[Manifest]
+    restored: list[str]
+    unchanged: list[str]
+    fetched: int
+    drift: dict[str, Drift]
+    pickles: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    manifests: list[Manifest]
+    modified: list[str]
+    missing: list[str]
+    not_on_remote: list[str]
+    remote_error: str | None
+    drift: dict[str, Drift]
+
+    @property
+    def clean(self) -> bool:
+        return not (self.modified or self.missing or self.not_on_remote)
+
+
+def _clean_partial_copies(root: Path, paths: Sequence[str]) -> None:
+    parents = {(root / p).parent for p in paths} | {root / p for p in paths if (root / p).is_dir()}
+    for parent in parents:
+        if not parent.is_dir():
+            continue
+        for entry in parent.iterdir():
+            if _DVC_TMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
+                entry.unlink()
+
+
+def _objects(repo: Repo, md5: str) -> list[tuple[str, str]]:
+    """(relpath, md5) of every object behind ``md5`` (a file, or a .dir and its entries)."""
+    if not md5.endswith(".dir") or not store.in_cache(repo, md5):
+        return [("", md5)]
+    return [("", md5)] + [(e["relpath"], e["md5"]) for e in store.dir_entries(repo, md5)]
+
+
+def _verify(repo: Repo, path: str, md5: str) -> list[str]:
+    """Check every object of ``path`` in the cache by content; return what is missing.
+
+    A corrupt object raises ``HashMismatch`` after being moved aside.
+    """
+    missing = []
+    state, actual = store.object_state(repo, md5)
+    if state == "missing":
+        return [path]
+    if state == "corrupt":
+        store.quarantine(repo, md5)
+        raise HashMismatch(path, md5, f"{actual}" + (".dir" if md5.endswith(".dir") else ""),
+                           "the cached")
+    for rel, oid in _objects(repo, md5)[1:]:
+        state, actual = store.object_state(repo, oid)
+        if state == "missing":
+            missing.append(f"{path}/{rel}")
+        elif state == "corrupt":
+            store.quarantine(repo, oid)
+            raise HashMismatch(f"{path}/{rel}", oid, str(actual), "the cached")
+    return missing
+
+
+def _present(repo: Repo, md5: str) -> bool:
+    return all(store.in_cache(repo, oid) for _, oid in _objects(repo, md5))
+
+
+def pull(name: str | None = None, *, force: bool = False, python: str | None = None,
+         jobs: int | None = None, remote: str | None = None, cwd: Path | None = None,
+         env: environment.Environment | None = None) -> PullResult:
+    """Make the workspace match the manifests at HEAD exactly; see ``mlsnap pull --help``."""
+    root = workspace.find_root(cwd)
+    workspace.require_ready(root)
+    manifests = workspace.load_all(root, name)
+    _check_pointers(root, manifests)
+    tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
+    _clean_partial_copies(root, [p for p, _ in tracked])
+
+    with store.open_repo(root) as repo:
+        todo, unchanged, would_lose = [], [], []
+        for path, md5 in tracked:
+            current = store.workspace_hash(repo, path)
+            if current == md5:
+                unchanged.append(path)
+                continue
+            if current is not None and not force and not _present(repo, current):
+                would_lose.append(path)
+            todo.append((path, md5))
+        if would_lose:
+            raise WouldOverwrite(would_lose)
+
+        fetched = 0
+        need = [store.dvc_file(p) for p, md5 in todo if not _present(repo, md5)]
+        if need:
+            remote_name = remote or store.default_remote(repo)[0] or "default"
+            fetched, _ = store.fetch(repo, need, jobs=jobs, remote=remote)
+        missing: list[str] = []
+        for path, md5 in todo:
+            missing += _verify(repo, path, md5)
+        if missing:
+            raise MissingObjects(missing, remote_name if need else "default")
+        if todo:
+            store.checkout(repo, [store.dvc_file(p) for p, _ in todo])
+    current_env = env if env is not None else environment.capture(python)
+    drift = {m.name: environment.drift(m.environment, current_env) for m in manifests}
+    restored = [p for p, _ in todo]
+    pickles = [p for p in restored if p.lower().endswith(PICKLE_SUFFIXES)]
+    return PullResult(manifests, restored, unchanged, fetched, drift, pickles)
+
+
+def status(name: str | None = None, *, python: str | None = None, remote: str | None = None,
+           check_remote: bool = True, cwd: Path | None = None) -> StatusReport:
+    """Compare the workspace with the manifests at HEAD; see ``mlsnap status --help``."""
+    root = workspace.find_root(cwd)
+    workspace.require_ready(root)
+    manifests = workspace.load_all(root, name)
+    _check_pointers(root, manifests)
+    tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
+    modified, missing = [], []
+    not_on_remote: list[str] = []
+    remote_error = None
+    with store.open_repo(root) as repo:
+        for path, md5 in tracked:
+            current = store.workspace_hash(repo, path)
+            if current is None:
+                missing.append(path)
+            elif current != md5:
+                modified.append(path)
+        if check_remote:
+            try:
+                not_on_remote = store.remote_missing(
+                    repo, [store.dvc_file(p) for p, _ in tracked], remote=remote)
+            except RemoteError as exc:
+                remote_error = str(exc)
+    current_env = environment.capture(python)
+    drift = {m.name: environment.drift(m.environment, current_env) for m in manifests}
+    return StatusReport(manifests, modified, missing, not_on_remote, remote_error, drift)

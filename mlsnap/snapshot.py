@@ -1,0 +1,339 @@
+"""The commit flow: Git + DVC + environment -> manifest -> one Git commit -> push.
+
+Each step boundary is a fault point (``MLSNAP_FAULT_AT``) so crash safety can be tested for real.
+Re-running ``mlsnap commit`` after a crash at any step completes the snapshot: every step is
+idempotent and the manifest is only ever replaced whole.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlsnap import config as configmod
+from mlsnap import environment, gitrepo, params, store, workspace
+from mlsnap.errors import BadInput, ManifestInvalid, MlsnapError, PushFailed
+from mlsnap.fsutil import atomic_write, fault_point, remove_stale_temps, repo_lock
+from mlsnap.manifest import (
+    MANIFEST_DIR,
+    Code,
+    Environment,
+    Manifest,
+    Output,
+    Patch,
+    data_fingerprint,
+    dump,
+    loads,
+    manifest_path,
+)
+
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    root: Path
+    remote_name: str
+    remote_url: str
+    created_dvc: bool
+    committed: str | None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    manifest: Manifest
+    commit: str
+    tag: str | None
+    pushed: int | None  # objects sent; None with --no-push
+    detached: bool
+    moved_from_git: tuple[str, ...] = ()
+
+
+def default_remote_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(base) / "mlsnap" / "storage"
+
+
+def _remote_url(url: str | None, cwd: Path) -> str:
+    """Local folders become absolute (clones on this machine find them); URLs keep no secrets."""
+    if url is None:
+        folder = default_remote_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
+    parts = urlsplit(url)
+    if len(parts.scheme) > 1:
+        if parts.password:
+            raise BadInput("--remote", "the URL holds a password; give it without credentials "
+                           "and keep them local: `mlsnap remote set password VALUE --local`")
+        return url
+    folder = (cwd / url).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
+
+
+def init(remote: str | None = None, *, remote_name: str = store.DEFAULT_REMOTE,
+         local_options: dict[str, str] | None = None, cwd: Path | None = None) -> InitResult:
+    """Make the Git repo at ``cwd`` ready: DVC, the default remote, ``.mlsnap/config.yaml``.
+
+    Idempotent; the set-up files are committed so clones know the remote.
+    """
+    cwd = cwd or Path.cwd()
+    root = workspace.find_root(cwd)
+    created = store.init(root)
+    url = None
+    if remote is not None or not _has_remote(root):
+        url = _remote_url(remote, cwd)
+    store.configure(root, url, remote_name, local_options)
+    if not (root / configmod.CONFIG_PATH).is_file():
+        configmod.save(root, configmod.Config())
+    with store.open_repo(root) as repo:
+        name, current_url = store.default_remote(repo)
+    files = [f for f in workspace.SETUP_FILES if (root / f).exists()]
+    committed = None
+    if gitrepo.changed_since_head(root, files):
+        committed = gitrepo.commit_paths(root, "mlsnap: init", files)
+    return InitResult(root, name or remote_name, current_url or "", created, committed)
+
+
+def _has_remote(root: Path) -> bool:
+    with store.open_repo(root) as repo:
+        return store.default_remote(repo)[0] is not None
+
+
+def check_semver(version: str) -> str:
+    version = version[1:] if version.startswith("v") else version
+    if not SEMVER_RE.match(version):
+        raise BadInput(f"--tag {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
+    return version
+
+
+def tag_name(name: str, version: str) -> str:
+    return f"{name}@v{check_semver(version)}"
+
+
+def previous_manifest(root: Path, name: str) -> Manifest | None:
+    """The last committed manifest of ``name`` (or the work tree's, after an interrupted commit)."""
+    rel = manifest_path(name)
+    blob = gitrepo.show(root, "HEAD", rel)
+    if blob is not None:
+        try:
+            return loads(blob, f"HEAD:{rel}")
+        except ManifestInvalid:
+            pass  # a broken old manifest must not block a new snapshot that names its paths
+    if (root / rel).is_file():
+        try:
+            return loads((root / rel).read_bytes(), rel)
+        except ManifestInvalid:
+            return None
+    return None
+
+
+def _owned_files(root: Path, name: str, paths: Sequence[str]) -> list[str]:
+    owned = [manifest_path(name), *workspace.SETUP_FILES]
+    for p in paths:
+        owned.append(store.dvc_file(p))
+        parent = Path(p).parent.as_posix()
+        owned.append(".gitignore" if parent == "." else f"{parent}/.gitignore")
+    return owned
+
+
+def commit(
+    paths: Sequence[str] = (),
+    *,
+    data: Sequence[str] = (),
+    param_values: Sequence[str] = (),
+    param_files: Sequence[str] | None = None,
+    metric_values: Sequence[str] = (),
+    metric_files: Sequence[str] | None = None,
+    name: str | None = None,
+    message: str = "",
+    tag: str | None = None,
+    allow_dirty: bool = False,
+    push: bool = True,
+    python: str | None = None,
+    env: Environment | None = None,
+    jobs: int | None = None,
+    cwd: Path | None = None,
+    extra_params: dict[str, Any] | None = None,
+    extra_metrics: dict[str, Any] | None = None,
+) -> CommitResult:
+    """Take one snapshot; see ``mlsnap commit --help``.
+
+    ``env`` overrides environment capture (the Python API passes its own process);
+    ``extra_params``/``extra_metrics`` are dicts merged under ``-p``/``-m`` values.
+    """
+    cwd = cwd or Path.cwd()
+    root = workspace.find_root(cwd)
+    head = gitrepo.head(root)
+    workspace.require_ready(root)
+    cfg = configmod.load(root)
+    name = workspace.check_name(name or cfg.default_name)
+    version = check_semver(tag) if tag else None
+    tag_ref = f"{name}@v{version}" if version else None
+    if tag_ref and gitrepo.tag_exists(root, tag_ref):
+        raise BadInput(f"--tag {tag}", f"tag {tag_ref} already exists; choose a new version")
+
+    with repo_lock(gitrepo.git_dir(root) / "mlsnap.lock"):
+        remove_stale_temps(root / MANIFEST_DIR)
+        prev = previous_manifest(root, name)
+        artifacts = [workspace.to_repo_path(root, p, cwd) for p in paths]
+        inputs = [workspace.to_repo_path(root, p, cwd) for p in data]
+        if not artifacts and prev is not None:
+            artifacts = [o.path for o in prev.artifacts]
+        if not data and prev is not None:
+            inputs = [o.path for o in prev.inputs]
+        _check_paths(root, artifacts, inputs)
+
+        owned = _owned_files(root, name, artifacts + inputs)
+        recorded = artifacts + inputs
+        dirty = sorted(p for p in gitrepo.modified_tracked(root)
+                       if p not in owned and p not in recorded and not _under(p, recorded))
+        if dirty and not allow_dirty:
+            from mlsnap.errors import DirtyWorktree
+
+            raise DirtyWorktree(dirty)
+
+        sources = cfg.sources.get(name, {})
+        pfiles = list(param_files) if param_files is not None else sources.get("params", [])
+        mfiles = list(metric_files) if metric_files is not None else sources.get("metrics", [])
+        secrets = environment.env_secrets()
+        param_tree = params.merge(extra_params or {},
+                                  params.collect(pfiles, param_values, "-p", root))
+        metric_tree = params.merge(extra_metrics or {},
+                                   params.collect(mfiles, metric_values, "-m", root))
+        param_tree = environment.redact(param_tree, secrets)
+        metric_tree = environment.redact(metric_tree, secrets)
+        message = environment.redact_text(message, secrets)
+        recorded_env = env if env is not None else environment.capture(python)
+
+        patch_rel = None
+        if dirty:
+            patch_rel = f"{MANIFEST_DIR}/patches/{name}.patch"
+            diff = gitrepo.diff_head(root, exclude=owned)
+            atomic_write(root / patch_rel, environment.redact_text(
+                diff.decode(errors="replace"), secrets).encode())
+
+        # Files committed to Git before (`git add -A` caught the data) move to DVC: they leave
+        # the index in this snapshot's commit; the files themselves stay untouched.
+        moved = gitrepo.tracked(root, recorded)
+        if moved:
+            gitrepo.run(root, ["rm", "-r", "--cached", "--quiet", "--", *moved])
+        fault_point("before-dvc-add")
+        with store.open_repo(root) as repo:
+            try:
+                tracked = store.add(repo, recorded + ([patch_rel] if patch_rel else []))
+            except BaseException:
+                if moved:  # put the index back as it was
+                    gitrepo.run(root, ["reset", "-q", "HEAD", "--", *moved], check=False)
+                raise
+            fault_point("after-dvc-add")
+            branch = gitrepo.branch(root)
+            manifest = Manifest(
+                name=name,
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                message=message,
+                code=Code(
+                    commit=head, branch=branch, dirty=bool(dirty),
+                    patch=Patch(patch_rel, tracked[patch_rel].md5) if patch_rel else None,
+                ),
+                data_hash=data_fingerprint([tracked[p] for p in inputs]),
+                inputs=tuple(tracked[p] for p in inputs),
+                artifacts=tuple(tracked[p] for p in artifacts),
+                params=param_tree,
+                metrics=metric_tree,
+                environment=recorded_env,
+            )
+            text = dump(manifest)
+            environment.scan(text, manifest_path(name), secrets)
+            loads(text, manifest_path(name))  # what we write must read back
+            atomic_write(root / manifest_path(name), text.encode(), fault_step="after-manifest-temp")
+            fault_point("after-manifest")
+
+            new_sources = {"params": pfiles, "metrics": mfiles}
+            if cfg.sources.get(name, {}) != new_sources and (pfiles or mfiles or name in cfg.sources):
+                cfg.sources[name] = new_sources
+                configmod.save(root, cfg)
+
+            to_stage = [f for f in owned if (root / f).exists()]
+            if patch_rel:
+                to_stage += [store.dvc_file(patch_rel), f"{MANIFEST_DIR}/patches/.gitignore"]
+            to_stage = [f for f in dict.fromkeys(to_stage) if (root / f).exists()]
+            subject = f"mlsnap: {name}: {message or 'snapshot'}".splitlines()[0]
+            fault_point("before-git-commit")
+            sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved)
+            fault_point("after-git-commit")
+            if tag_ref:
+                gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
+
+            pushed = None
+            if push:
+                fault_point("before-push")
+                targets = [store.dvc_file(p) for p, _ in manifest.tracked]
+                try:
+                    pushed = store.push(repo, targets, jobs=jobs)
+                except PushFailed as exc:
+                    raise PushFailed(exc.remote, exc.reason, committed=sha) from None
+                fault_point("after-push")
+    return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved))
+
+
+def _check_paths(root: Path, artifacts: list[str], inputs: list[str]) -> None:
+    if not artifacts and not inputs:
+        raise BadInput("mlsnap commit", "nothing to snapshot: name the model files "
+                       "(`mlsnap commit model.pkl --data data/`)")
+    both = set(artifacts) & set(inputs)
+    if both:
+        raise BadInput(sorted(both)[0], "given both as an artifact and as --data")
+    everything = artifacts + inputs
+    if len(set(everything)) != len(everything):
+        raise BadInput(next(p for p in everything if everything.count(p) > 1), "given twice")
+    for p in everything:
+        full = root / p
+        if not full.exists():
+            raise BadInput(p, "no such file or directory")
+        top = p.split("/")[0]
+        if top in (".git", ".dvc", MANIFEST_DIR):
+            raise BadInput(p, f"is inside {top}/, which mlsnap manages; track your own files")
+
+
+def _under(path: str, folders: Sequence[str]) -> bool:
+    return any(path.startswith(f"{f}/") for f in folders)
+
+
+def push(name: str | None = None, *, jobs: int | None = None, remote: str | None = None,
+         cwd: Path | None = None) -> int:
+    """Send the bytes of the snapshots at HEAD (or ``name``) to the remote; return objects sent."""
+    root = workspace.find_root(cwd)
+    workspace.require_ready(root)
+    manifests = workspace.load_all(root, name)
+    targets = [store.dvc_file(p) for m in manifests for p, _ in m.tracked]
+    with store.open_repo(root) as repo:
+        _check_pointers(root, manifests)
+        return store.push(repo, targets, jobs=jobs, remote=remote)
+
+
+def _check_pointers(root: Path, manifests: Sequence[Manifest]) -> None:
+    for m in manifests:
+        for path, md5 in m.tracked:
+            pointer = store.read_dvc_file(root, path)
+            if pointer is None:
+                raise MlsnapError(f"{store.dvc_file(path)} is missing but "
+                                  f"{manifest_path(m.name)} records {path}; restore it with "
+                                  f"`git checkout -- {store.dvc_file(path)}`")
+            if pointer[0] != md5:
+                raise ManifestInvalid(manifest_path(m.name), f"{path}: hash {md5} disagrees with "
+                                      f"{store.dvc_file(path)} ({pointer[0]}); one was edited by hand")
+
+
+__all__ = ["CommitResult", "InitResult", "Output", "check_semver", "commit", "init", "push",
+           "tag_name"]

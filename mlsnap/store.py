@@ -1,0 +1,273 @@
+"""The few DVC operations mlsnap needs, through DVC's in-process Python API.
+
+DVC is imported only inside these functions: ``import dvc.repo`` costs ~0.3 s, and commands such
+as ``log`` or ``--help`` never need it. One ``Repo`` is opened per command (``open_repo``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlsnap.errors import BadInput, MlsnapError, NotInitialized, PushFailed, RemoteError
+from mlsnap.manifest import Output
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+DEFAULT_REMOTE = "storage"
+_CHUNK = 1024 * 1024
+
+
+def quiet_dvc() -> None:
+    """Keep DVC from phoning home and from printing; keep its progress bars for terminals."""
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("DVC_NO_UPDATER", "1")
+    import dvc.logger  # noqa: F401 - importing DVC installs stdout handlers; replace them after
+
+    log = logging.getLogger("dvc")
+    # INFO, not WARNING: DVC's progress bars switch off above INFO. The records go nowhere.
+    log.setLevel(logging.DEBUG if os.environ.get("MLSNAP_DEBUG") else logging.INFO)
+    log.propagate = bool(os.environ.get("MLSNAP_DEBUG"))
+    log.handlers = [logging.NullHandler()]
+
+
+@contextlib.contextmanager
+def open_repo(root: Path) -> Iterator[Repo]:
+    quiet_dvc()
+    if not (root / ".dvc").is_dir():
+        raise NotInitialized(str(root))
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        repo = Repo(os.fspath(root))
+    except DvcException as exc:
+        raise MlsnapError(f"{root}: DVC cannot open the repository: {describe(exc)}") from None
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def describe(exc: BaseException) -> str:
+    """One line from a DVC exception and its causes (DVC often hides the reason in __cause__)."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen and len(parts) < 4:
+        seen.add(id(cur))
+        text = " ".join(str(cur).split())
+        if text and text not in parts:
+            parts.append(text)
+        cur = cur.__cause__ or cur.__context__
+    return ": ".join(parts) or type(exc).__name__
+
+
+def init(root: Path) -> bool:
+    """``dvc init`` when needed (no auto-staging); return True if it created .dvc/."""
+    quiet_dvc()
+    if (root / ".dvc").is_dir():
+        return False
+    from dvc.repo import Repo
+
+    Repo.init(os.fspath(root)).close()
+    return True
+
+
+def configure(root: Path, remote_url: str | None, remote_name: str = DEFAULT_REMOTE,
+              local: dict[str, str] | None = None) -> None:
+    """Set the default remote (tracked config) and keep copies, not links, for restored files.
+
+    ``local`` settings of the remote (credentials, endpoints) go to DVC's untracked config.
+    """
+    with open_repo(root) as repo:
+        with repo.config.edit() as conf:
+            conf["core"]["autostage"] = False
+            # Restored files must be independent copies: a hardlinked or symlinked model edited
+            # in place would corrupt the cache (and every snapshot sharing those bytes).
+            conf["cache"]["type"] = "reflink,copy"
+            if remote_url is not None:
+                conf["remote"].setdefault(remote_name, {})["url"] = remote_url
+                conf["core"]["remote"] = remote_name
+        if local:
+            with repo.config.edit("local") as conf:
+                section = conf["remote"].setdefault(remote_name, {})
+                section.update(local)
+
+
+def set_remote_option(root: Path, key: str, value: str, *, local: bool,
+                      remote_name: str | None = None) -> str:
+    from dvc.config import ConfigError
+
+    with open_repo(root) as repo:
+        name = remote_name or repo.config["core"].get("remote")
+        if not name:
+            raise NotInitialized(str(root))
+        try:
+            with repo.config.edit("local" if local else "repo") as conf:
+                conf["remote"].setdefault(name, {})[key] = value
+        except ConfigError as exc:
+            raise BadInput(f"remote {name!r}", describe(exc)) from None
+    return name
+
+
+def default_remote(repo: Repo) -> tuple[str | None, str | None]:
+    """Name and URL of the default remote (URL without credentials)."""
+    name = repo.config["core"].get("remote")
+    if not name:
+        return None, None
+    url = repo.config["remote"].get(name, {}).get("url")
+    return name, url
+
+
+def add(repo: Repo, paths: Sequence[str]) -> dict[str, Output]:
+    """Track ``paths`` with DVC (one batched ``dvc add``); return DVC's own hashes by path."""
+    from dvc.exceptions import DvcException
+
+    if not paths:
+        return {}
+    try:
+        stages = repo.add(list(paths))
+    except DvcException as exc:
+        raise MlsnapError(f"DVC could not track {', '.join(paths)}: {describe(exc)}") from None
+    except OSError as exc:
+        raise MlsnapError(f"{exc.filename or ', '.join(paths)}: {exc.strerror}; "
+                          "nothing was committed and your files are untouched") from None
+    result: dict[str, Output] = {}
+    root = Path(repo.root_dir)
+    for stage in stages:
+        out = stage.outs[0]
+        rel = Path(os.fspath(out.fs_path)).relative_to(root).as_posix()
+        nfiles = out.meta.nfiles if out.meta.nfiles is not None else 1
+        result[rel] = Output(rel, out.hash_info.value, int(out.meta.size or 0), int(nfiles))
+    return result
+
+
+def dvc_file(path: str) -> str:
+    return f"{path}.dvc"
+
+
+def read_dvc_file(root: Path, path: str) -> tuple[str, int | None] | None:
+    """(md5, size) recorded by the ``.dvc`` file of ``path``; None when there is none."""
+    from mlsnap.manifest import safe_load
+
+    pointer = root / dvc_file(path)
+    if not pointer.is_file():
+        return None
+    doc = safe_load(pointer.read_bytes(), dvc_file(path))
+    try:
+        out = doc["outs"][0]
+        return str(out["md5"]), out.get("size")
+    except (KeyError, IndexError, TypeError):
+        raise BadInput(dvc_file(path), "not a DVC pointer file (no outs[0].md5)") from None
+
+
+def push(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
+         remote: str | None = None, committed: str | None = None) -> int:
+    """Upload the objects of ``targets`` (``.dvc`` files); return how many were sent."""
+    from dvc.exceptions import DvcException
+
+    name = remote or default_remote(repo)[0] or "default"
+    try:
+        return int(repo.push(targets=list(targets), jobs=jobs, remote=remote))
+    except (DvcException, OSError) as exc:
+        raise PushFailed(name, describe(exc), committed) from None
+
+
+def fetch(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
+          remote: str | None = None) -> tuple[int, list[str]]:
+    """Download what ``targets`` need into the cache; return (count, paths that failed)."""
+    from dvc.exceptions import DownloadError, DvcException
+
+    name = remote or default_remote(repo)[0] or "default"
+    try:
+        return int(repo.fetch(targets=list(targets), jobs=jobs, remote=remote)), []
+    except DownloadError as exc:
+        return 0, [f"{exc.amount} object(s)"]
+    except (DvcException, OSError) as exc:
+        raise RemoteError(name, describe(exc)) from None
+
+
+def checkout(repo: Repo, targets: Sequence[str]) -> None:
+    from dvc.exceptions import DvcException
+
+    try:
+        repo.checkout(targets=list(targets), force=True)
+    except DvcException as exc:
+        raise MlsnapError(f"DVC could not restore {', '.join(targets)}: {describe(exc)}") from None
+
+
+def cache_file(repo: Repo, md5: str) -> Path:
+    """Path of an object in the local cache (it may not exist)."""
+    return Path(repo.cache.local.oid_to_path(md5))
+
+
+def md5_file(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def object_state(repo: Repo, md5: str) -> tuple[str, str | None]:
+    """Verify one cache object by content: ("ok"|"missing"|"corrupt", actual hash)."""
+    path = cache_file(repo, md5)
+    if not path.is_file():
+        return "missing", None
+    actual = md5_file(path)
+    expected = md5[:-4] if md5.endswith(".dir") else md5
+    return ("ok" if actual == expected else "corrupt"), actual
+
+
+def dir_entries(repo: Repo, md5: str) -> list[dict[str, Any]]:
+    """Entries (relpath, md5) of a verified ``.dir`` object in the cache."""
+    import json
+
+    return list(json.loads(cache_file(repo, md5).read_bytes()))
+
+
+def quarantine(repo: Repo, md5: str) -> None:
+    """Move a corrupt cache object aside so the next fetch downloads it again."""
+    path = cache_file(repo, md5)
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o644)
+        os.replace(path, path.with_name(path.name + ".corrupt"))
+
+
+def workspace_hash(repo: Repo, path: str) -> str | None:
+    """DVC's hash of the workspace copy of ``path`` (state DB reused: unchanged files are free)."""
+    from dvc_data.hashfile.hash import hash_file
+
+    full = os.path.join(repo.root_dir, path)
+    if not os.path.lexists(full):
+        return None
+    if os.path.isdir(full):
+        from dvc_data.hashfile.build import build
+
+        _, _, obj = build(repo.cache.local, full, repo.fs, "md5", ignore=repo.dvcignore)
+        return str(obj.hash_info.value)
+    _, info = hash_file(full, repo.fs, "md5", repo.state)
+    return str(info.value)
+
+
+def in_cache(repo: Repo, md5: str) -> bool:
+    return cache_file(repo, md5).is_file()
+
+
+def remote_missing(repo: Repo, targets: Sequence[str], remote: str | None = None) -> list[str]:
+    """Paths of ``targets`` whose objects are not on the remote."""
+    from dvc.exceptions import DvcException
+
+    name = remote or default_remote(repo)[0] or "default"
+    try:
+        status = repo.status(targets=list(targets), cloud=True, remote=remote)
+    except DvcException as exc:
+        raise RemoteError(name, describe(exc)) from None
+    return sorted(p for p, s in status.items() if s in ("new", "missing", "deleted"))

@@ -1,0 +1,92 @@
+"""The repository a command works in: its root, its manifests, and paths given by the user."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlsnap import gitrepo
+from mlsnap.errors import BadInput, NoSnapshot, NotInitialized
+from mlsnap.manifest import (
+    MANIFEST_DIR,
+    Manifest,
+    ManifestInvalid,
+    check_inside,
+    check_path,
+    is_valid_name,
+    manifest_path,
+    read,
+)
+
+# Files mlsnap and DVC own; their changes are part of a snapshot, not "dirty code".
+SETUP_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore", f"{MANIFEST_DIR}/config.yaml")
+
+
+def find_root(cwd: Path | None = None) -> Path:
+    return gitrepo.toplevel(cwd or Path.cwd())
+
+
+def require_ready(root: Path) -> None:
+    if not (root / ".dvc").is_dir() or not (root / MANIFEST_DIR / "config.yaml").is_file():
+        raise NotInitialized(str(root))
+
+
+def check_name(name: str) -> str:
+    if not is_valid_name(name):
+        raise BadInput(f"--name {name!r}", "use letters, digits, '.', '_' or '-' (not 'config')")
+    return name
+
+
+def manifest_names(root: Path) -> list[str]:
+    """Names of the manifests present in the work tree, sorted."""
+    folder = root / MANIFEST_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.stem for p in folder.glob("*.yaml") if p.stem != "config" and is_valid_name(p.stem)
+    )
+
+
+def load(root: Path, name: str) -> Manifest:
+    """The manifest of ``name`` in the work tree, validated (paths checked against symlinks)."""
+    rel = manifest_path(name)
+    path = root / rel
+    if not path.is_file():
+        raise NoSnapshot(f"named {name!r} in {root}")
+    manifest = read(path, rel)
+    for out_path, _ in manifest.tracked:
+        check_inside(root, out_path, rel)
+    if manifest.name != name:
+        raise ManifestInvalid(rel, f"name {manifest.name!r} does not match the file name")
+    return manifest
+
+
+def load_all(root: Path, name: str | None = None) -> list[Manifest]:
+    """Manifests at the work tree (one with ``name``); ``NoSnapshot`` when there are none."""
+    if name is not None:
+        return [load(root, check_name(name))]
+    names = manifest_names(root)
+    if not names:
+        raise NoSnapshot(f"in {root} (no {MANIFEST_DIR}/*.yaml at this revision)")
+    return [load(root, n) for n in names]
+
+
+def to_repo_path(root: Path, user_path: str, cwd: Path | None = None) -> str:
+    """A path typed by the user (relative to cwd) as a repo-relative POSIX path, checked."""
+    cwd = cwd or Path.cwd()
+    full = Path(os.path.normpath(cwd / user_path))
+    try:
+        rel = full.relative_to(root).as_posix()
+    except ValueError:
+        try:
+            rel = full.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            raise BadInput(user_path, f"is outside the repository {root}") from None
+    if rel in ("", "."):
+        raise BadInput(user_path, "is the repository itself; name the files or folders to track")
+    try:
+        check_path(rel, where=user_path)
+        check_inside(root, rel, user_path)
+    except ManifestInvalid as exc:
+        raise BadInput(user_path, exc.reason.split(": ", 1)[-1]) from None
+    return rel
