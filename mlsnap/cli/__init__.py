@@ -60,9 +60,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from mlsnap.cli import core, history
+    from mlsnap.cli import core, history, hooks
 
-    for module in (core, history):
+    for module in (core, history, hooks):
         for command in module.COMMANDS:
             main.add_command(command)
 
