@@ -1,0 +1,252 @@
+"""The benchmark cases: mlsnap's command line against plain ``dvc`` + ``git`` doing the same job.
+
+Each case builds its repositories under the run's temporary folder, commits once untimed (so the
+timed runs measure the steady state, not first-time set-up), then alternates the contenders.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.harness import (
+    GiB,
+    MiB,
+    Command,
+    Row,
+    Shell,
+    Side,
+    alternate,
+    drop_cache_object,
+    median,
+    pointer_md5,
+    restamp,
+    tool,
+    write_random,
+    write_tree,
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    model: int
+    data: int
+    small_model: int
+    dataset_files: int
+    snapshots: int
+    rss_small: int
+    rss_large: int
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(GiB, GiB, 10 * MiB, 20_000, 1_000, GiB, 4 * GiB)
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(32 * MiB, 64 * MiB, 10 * MiB, 1_000, 100, 32 * MiB, 128 * MiB)
+
+
+@dataclass
+class Bench:
+    base: Path
+    shell: Shell
+    sizes: Sizes
+    runs: int
+
+    def __post_init__(self) -> None:
+        self.mlsnap = tool("mlsnap")
+        self.dvc = tool("dvc")
+        self.remote = self.base / "remote"
+
+    # ----------------------------------------------------------------- repositories
+
+    def git(self, repo: Path, *args: str) -> str:
+        return self.shell.run(["git", *args], repo)[2].strip()
+
+    def _git_repo(self, path: Path) -> Path:
+        path.mkdir(parents=True)
+        self.git(path, "init", "-q", "-b", "main")
+        (path / "train.py").write_text("print('training')\n")
+        self.git(path, "add", "train.py")
+        self.git(path, "commit", "-q", "-m", "code")
+        return path
+
+    def mlsnap_repo(self, name: str) -> Path:
+        repo = self._git_repo(self.base / name)
+        self.shell.run([*self.mlsnap, "init", "--remote", str(self.remote / name)], repo)
+        return repo
+
+    def dvc_repo(self, name: str) -> Path:
+        """The same set-up by hand: dvc init, a default folder remote, copies in the cache."""
+        repo = self._git_repo(self.base / name)
+        self.shell.run([*self.dvc, "init", "-q"], repo)
+        self.shell.run([*self.dvc, "remote", "add", "-q", "-d", "storage",
+                        str(self.remote / name)], repo)
+        self.shell.run([*self.dvc, "config", "cache.type", "reflink,copy"], repo)
+        self.git(repo, "add", ".dvc", ".dvcignore")
+        self.git(repo, "commit", "-q", "-m", "dvc init")
+        return repo
+
+    def dvc_commit(self, paths: list[str], i: int) -> list[Command]:
+        """The peer of ``mlsnap commit``: dvc add, git add the pointers, git commit."""
+        pointers = [f"{p}.dvc" for p in paths]
+        ignores = sorted({str(Path(p).parent / ".gitignore") for p in paths})
+        return [[*self.dvc, "add", "-q", *paths],
+                ["git", "add", *pointers, *ignores],
+                ["git", "commit", "-q", "-m", f"run {i}"]]
+
+    # ----------------------------------------------------------------- cases
+
+    def commit_model(self) -> list[Row]:
+        size = self.sizes.model
+        mine, peer = self.mlsnap_repo("commit-mlsnap"), self.dvc_repo("commit-dvc")
+        for repo in (mine, peer):
+            write_random(repo / "model.bin", size, repo.name)
+        self.shell.run([*self.mlsnap, "commit", "model.bin", "--no-push", "-M", "first"], mine)
+        self.shell.sequence(self.dvc_commit(["model.bin"], -1), peer)
+        sides = [
+            self._model_side("mlsnap", mine, ["model.bin"], lambda i: [
+                [*self.mlsnap, "commit", "model.bin", "--no-push", "-M", f"run {i}"]]),
+            self._model_side("dvc", peer, ["model.bin"],
+                             lambda i: self.dvc_commit(["model.bin"], i)),
+        ]
+        res = alternate(self.shell, sides[0], sides[1], self.runs)
+        row = self._ratio_row(f"commit a {_size(size)} model", res, "dvc add + git add + "
+                              "git commit", 1.10)
+        self.rss_1g = (median([r for _, r in res["mlsnap"]]), median([r for _, r in res["dvc"]]))
+        return [row]
+
+    def _model_side(self, label: str, repo: Path, files: list[str],
+                    commands: Callable[[int], list[Command]]) -> Side:
+        """A side that gives ``files[0]`` new bytes before each run and drops the old object."""
+        old: dict[int, str | None] = {}
+
+        def prepare(i: int) -> None:
+            old[i] = pointer_md5(repo, files[0])
+            restamp(repo / files[0], f"{label}-{i}")
+
+        return Side(label, lambda i: repo, commands, prepare,
+                    lambda i: drop_cache_object(repo, old.pop(i, None)))
+
+    def recommit(self) -> list[Row]:
+        data, model = self.sizes.data, self.sizes.small_model
+        mine, peer = self.mlsnap_repo("recommit-mlsnap"), self.dvc_repo("recommit-dvc")
+        for repo in (mine, peer):
+            write_random(repo / "data" / "big.bin", data, repo.name)
+            write_random(repo / "model.bin", model, repo.name)
+        mine_cmd = [*self.mlsnap, "commit", "model.bin", "--data", "data/big.bin", "--no-push"]
+        paths = ["data/big.bin", "model.bin"]
+        self.shell.run([*mine_cmd, "-M", "first"], mine)
+        self.shell.sequence(self.dvc_commit(paths, -1), peer)
+        res = alternate(
+            self.shell,
+            self._model_side("mlsnap", mine, ["model.bin"], lambda i: [[*mine_cmd, "-M", f"{i}"]]),
+            self._model_side("dvc", peer, ["model.bin"], lambda i: self.dvc_commit(paths, i)),
+            self.runs)
+        row = self._ratio_row(f"re-commit: {_size(data)} unchanged data + new "
+                              f"{_size(model)} model", res, "same, by hand", 1.10)
+        if row.mlsnap is not None and row.mlsnap > 1.0:
+            row.passed = False
+        row.target += " and <= 1.0 s"
+        return [row]
+
+    def dataset(self) -> list[Row]:
+        n = self.sizes.dataset_files
+        mine, peer = self.mlsnap_repo("dataset-mlsnap"), self.dvc_repo("dataset-dvc")
+        for repo in (mine, peer):
+            write_tree(repo / "ds", n, f"{repo.name}-first")
+        mine_cmd = [*self.mlsnap, "commit", "--data", "ds", "--no-push"]
+        self.shell.run([*mine_cmd, "-M", "first"], mine)
+        self.shell.sequence(self.dvc_commit(["ds"], -1), peer)
+
+        def side(label: str, repo: Path, commands: Callable[[int], list[Command]]) -> Side:
+            return Side(label, lambda i: repo, commands,
+                        lambda i: write_tree(repo / "ds", n, f"{label}-{i}"))
+
+        res = alternate(self.shell,
+                        side("mlsnap", mine, lambda i: [[*mine_cmd, "-M", f"{i}"]]),
+                        side("dvc", peer, lambda i: self.dvc_commit(["ds"], i)), self.runs)
+        return [self._ratio_row(f"commit a {n:,}-file dataset directory", res,
+                                "same, by hand", 1.10)]
+
+    def pull(self) -> list[Row]:
+        size = self.sizes.model
+        source = self.mlsnap_repo("pull-source")
+        write_random(source / "model.bin", size, "pull")
+        self.shell.run([*self.mlsnap, "commit", "model.bin", "-M", "to pull"], source)
+        clones = self.base / "clones"
+        clones.mkdir()
+
+        def side(label: str, cmd: Command) -> Side:
+            where = lambda i: clones / f"{label}-{i}"  # noqa: E731 - a tiny path rule
+
+            return Side(label, where, lambda i: [cmd],
+                        lambda i: self.git(clones, "clone", "-q", str(source), str(where(i))),
+                        lambda i: shutil.rmtree(where(i)))
+
+        res = alternate(self.shell, side("mlsnap", [*self.mlsnap, "pull"]),
+                        side("dvc", [*self.dvc, "pull", "-q"]), self.runs)
+        return [self._ratio_row(f"pull a {_size(size)} model into a fresh clone", res,
+                                "dvc pull", 1.05)]
+
+    def help_env(self) -> list[Row]:
+        where = self.base
+        sides = {
+            "help": Side("help", lambda i: where, lambda i: [[*self.mlsnap, "--help"]]),
+            "env": Side("env", lambda i: where, lambda i: [[*self.mlsnap, "env", "--json"]]),
+            "dvc": Side("dvc", lambda i: where, lambda i: [[*self.dvc, "--help"]]),
+        }
+        times: dict[str, list[float]] = {k: [] for k in sides}
+        for i in range(self.runs):
+            order = list(sides)[i % 3:] + list(sides)[: i % 3]
+            for key in order:
+                times[key].append(self.shell.sequence(sides[key].commands(i), where)[0])
+        dvc = median(times["dvc"])
+        help_row = Row("mlsnap --help", median(times["help"]), dvc, "dvc --help", "<= 1.00x",
+                       None, samples=times)
+        env_row = Row("mlsnap env --json", median(times["env"]), dvc, "dvc --help",
+                      "<= 1.00x and <= 0.2 s", None)
+        help_row.passed = help_row.ratio is not None and help_row.ratio <= 1.0
+        env_row.passed = (env_row.ratio is not None and env_row.ratio <= 1.0
+                          and env_row.mlsnap is not None and env_row.mlsnap <= 0.2)
+        return [help_row, env_row]
+
+    def rss(self) -> list[Row]:
+        small, large = self.sizes.rss_small, self.sizes.rss_large
+        repo = self.mlsnap_repo("rss")
+        for name, size in (("small", small), ("large", large)):
+            write_random(repo / f"{name}.bin", size, name)
+            self.shell.run([*self.mlsnap, "commit", f"{name}.bin", "--name", name, "--no-push"],
+                           repo)
+
+        def side(name: str) -> Side:
+            cmd = lambda i: [[*self.mlsnap, "commit", f"{name}.bin", "--name", name,  # noqa: E731
+                              "--no-push", "-M", f"{i}"]]
+            return self._model_side(name, repo, [f"{name}.bin"], cmd)
+
+        res = alternate(self.shell, side("large"), side("small"), self.runs)
+        big = median([r for _, r in res["large"]]) / 1024
+        little = median([r for _, r in res["small"]]) / 1024
+        row = Row(f"peak RSS of commit, {_size(large)} model", big, little,
+                  f"{_size(small)} model", "<= 1.10x", big / little <= 1.10, unit="MiB")
+        return [row]
+
+    # ----------------------------------------------------------------- rows
+
+    def _ratio_row(self, operation: str, res: dict[str, list[tuple[float, int]]],
+                   peer_label: str, target: float) -> Row:
+        labels = list(res)
+        mine = [t for t, _ in res[labels[0]]]
+        peer = [t for t, _ in res[labels[1]]]
+        row = Row(operation, median(mine), median(peer), peer_label, f"<= {target:.2f}x", None,
+                  samples={labels[0]: mine, labels[1]: peer})
+        row.passed = row.ratio is not None and row.ratio <= target
+        return row
+
+
+def _size(n: int) -> str:
+    if n >= GiB:
+        return f"{n / GiB:g} GiB"
+    return f"{n / MiB:g} MiB"
