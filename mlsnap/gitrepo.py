@@ -188,3 +188,12 @@ def changed_since_head(root: Path, paths: Sequence[str]) -> bool:
 def tracked_at_head(root: Path, paths: Sequence[str]) -> list[str]:
     raw = run(root, ["ls-tree", "-r", "-z", "--name-only", "HEAD", "--", *paths]).stdout
     return [p.decode() for p in raw.split(b"\x00") if p]
+
+
+def common_dir(root: Path) -> Path:
+    """The Git directory shared by all worktrees (where caches belong); no process when obvious."""
+    dot_git = root / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    path = Path(out(root, ["rev-parse", "--git-common-dir"]))
+    return path if path.is_absolute() else root / path

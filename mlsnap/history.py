@@ -1,23 +1,377 @@
-"""Snapshots across Git history, read straight from Git objects (no checkout, no DVC)."""
+"""Snapshots across Git history, read straight from Git objects (no checkout, no DVC).
+
+``log`` costs one ``git log`` walk over ``.mlsnap/`` (which yields the blob id of every manifest
+version) plus one ``git cat-file --batch`` for the blobs it has not parsed before; parsed
+manifests are cached by blob id (content-addressed, so a cache entry can never go stale).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from mlsnap import gitrepo, workspace
-from mlsnap.errors import BadInput, NoSnapshot
-from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, manifest_path
+from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
+from mlsnap.manifest import (
+    MANIFEST_DIR,
+    SCHEMA,
+    Code,
+    Environment,
+    Manifest,
+    Output,
+    Patch,
+    from_dict,
+    is_valid_name,
+    loads,
+    manifest_path,
+)
+
+# `name@v1.2.0`: the Git-tag model-registry form (see snapshot.tag_name).
+TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@v(?P<version>\d[0-9A-Za-z.+-]*)$")
+_CACHE_FORMAT = 1
+_CACHE_MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One snapshot in history: a commit that added or changed ``.mlsnap/<name>.yaml``."""
+
+    commit: str
+    date: str  # committer date, UTC, ISO 8601
+    name: str
+    tags: tuple[str, ...]
+    manifest: Manifest | None
+    error: str | None = None  # why the manifest could not be read (then manifest is None)
+
+    @property
+    def short(self) -> str:
+        return self.commit[:7]
+
+    @property
+    def message(self) -> str:
+        return self.manifest.message if self.manifest else ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.manifest.params if self.manifest else {}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.manifest.metrics if self.manifest else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "commit": self.commit, "short": self.short, "date": self.date, "name": self.name,
+            "tags": list(self.tags), "message": self.message, "error": self.error,
+            "created": m.created if m else None,
+            "code_commit": m.code.commit if m else None,
+            "params": self.params, "metrics": self.metrics,
+            "artifacts": [o.to_dict() for o in m.artifacts] if m else [],
+            "data_hash": m.data_hash if m else None,
+        }
+
+
+@dataclass(frozen=True)
+class _Found:
+    commit: str
+    timestamp: int
+    name: str
+    blob: str
+
+
+# --------------------------------------------------------------------------- reading Git
+
+
+def _walk(root: Path, name: str | None, all_refs: bool,
+          start: str | None = None) -> list[_Found]:
+    """Every (commit, manifest blob) that added or changed a manifest, newest first: one process.
+
+    ``--full-history`` keeps snapshots made on branches that a merge later superseded.
+    """
+    spec = f"{MANIFEST_DIR}/{name}.yaml" if name else f"{MANIFEST_DIR}/"
+    revs = (["--branches", "--tags", "--remotes", "HEAD"] if all_refs
+            else ["--end-of-options", gitrepo.check_rev(start or "HEAD")])
+    proc = gitrepo.run(root, ["log", "--full-history", "--no-abbrev", "--raw", "-z", "--no-renames",
+                              "--format=%x1e%H %ct", *revs, "--", spec], check=False)
+    if proc.returncode != 0:
+        if gitrepo.resolve(root, "HEAD") is None:
+            return []  # no commits yet: no snapshots
+        raise GitFailed(["log", *revs], proc.returncode, proc.stderr.decode(errors="replace"))
+    raw = proc.stdout
+    found: list[_Found] = []
+    tokens = raw.split(b"\x00")
+    commit, stamp, i = "", 0, 0
+    while i < len(tokens):
+        token = tokens[i].lstrip(b"\n")
+        i += 1
+        if token.startswith(b"\x1e"):
+            sha, _, ts = token[1:].decode().partition(" ")
+            commit, stamp = sha, int(ts)
+        elif token.startswith(b":") and i < len(tokens):
+            path = tokens[i].decode(errors="replace")
+            i += 1
+            fields = token.decode().split()  # :old_mode new_mode old_blob new_blob status
+            snap = _snapshot_name(path)
+            if snap and fields[-1][:1] in ("A", "M", "T") and (name is None or snap == name):
+                found.append(_Found(commit, stamp, snap, fields[3]))
+    return found
+
+
+def _snapshot_name(path: str) -> str | None:
+    folder, _, file = path.partition("/")
+    if folder != MANIFEST_DIR or "/" in file or not file.endswith(".yaml"):
+        return None
+    stem = file[:-5]
+    return stem if is_valid_name(stem) else None
+
+
+def tags_by_commit(root: Path) -> dict[str, list[str]]:
+    """Commit SHA -> tag names pointing at it (annotated tags peeled), from one for-each-ref."""
+    raw = gitrepo.out(root, ["for-each-ref", "--format=%(objectname) %(*objectname) %(refname)",
+                             "refs/tags"])
+    tags: dict[str, list[str]] = {}
+    for line in raw.splitlines():
+        obj, peeled, ref = line.split(" ", 2)
+        tags.setdefault(peeled or obj, []).append(ref[len("refs/tags/"):])
+    return tags
+
+
+def tags_for(tags: dict[str, list[str]], commit: str, name: str) -> tuple[str, ...]:
+    """Tags of ``commit`` that concern snapshot ``name``: its own ``name@v...`` and plain tags."""
+    mine = []
+    for tag in tags.get(commit, []):
+        match = TAG_RE.match(tag)
+        if match is None or match["name"] == name:
+            mine.append(tag)
+    return tuple(sorted(mine))
+
+
+def read_blobs(root: Path, blobs: Sequence[str]) -> dict[str, bytes]:
+    """Contents of many blobs through one ``git cat-file --batch``."""
+    if not blobs:
+        return {}
+    raw = gitrepo.run(root, ["cat-file", "--batch"], input="".join(f"{b}\n" for b in blobs).encode()).stdout
+    contents: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(raw):
+        end = raw.index(b"\n", pos)
+        header = raw[pos:end].decode().split()
+        pos = end + 1
+        if len(header) == 3:
+            size = int(header[2])
+            contents[header[0]] = raw[pos:pos + size]
+            pos += size + 1  # the newline after the content
+    return contents
+
+
+# --------------------------------------------------------------------------- parsing, cached
+
+
+class _Fallback(Exception):
+    """The fast path met something only the strict loader may judge (alias, merge, duplicate)."""
+
+
+def _c_loader() -> type | None:
+    """A libyaml loader that gives up, rather than deciding, on anything the strict one refuses.
+
+    Only plain documents (no aliases, merge keys or duplicate keys) are decided here; for them
+    both loaders build the same data. Everything else goes to ``manifest.loads``.
+    """
+    base = getattr(yaml, "CSafeLoader", None)
+    if base is None:
+        return None
+
+    class _CPlain(base):  # type: ignore[valid-type, misc]
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            if node in self.constructed_objects or node in self.recursive_objects:
+                raise _Fallback  # the same node reached twice: an alias
+            return super().construct_object(node, deep=deep)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
+                raise _Fallback
+            mapping = super().construct_mapping(node, deep=deep)
+            if len(mapping) != len(node.value):
+                raise _Fallback  # a duplicate key
+            return mapping
+
+    return _CPlain
+
+
+def parse(blob: bytes, source: str, loader: type | None = None) -> Manifest:
+    """Validate one manifest blob like ``manifest.loads``, through libyaml when it can."""
+    if loader is None or len(blob) > 1024 * 1024:
+        return loads(blob, source)
+    try:
+        doc = yaml.load(blob, Loader=loader)  # noqa: S506 - a CSafeLoader subclass
+    except (_Fallback, yaml.YAMLError, RecursionError, ValueError):
+        return loads(blob, source)
+    return from_dict(doc, source)
+
+
+class _Cache:
+    """Parsed manifests by blob id in ``<git dir>/mlsnap/history.json``; environments shared."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.key = f"{_CACHE_FORMAT}:{SCHEMA}:{_version()}"
+        self.blobs: dict[str, Any] = {}
+        self.envs: dict[str, Any] = {}
+        self.dirty = False
+        try:
+            doc = json.loads(path.read_bytes())
+            if doc.get("key") == self.key:
+                self.blobs, self.envs = doc["blobs"], doc["envs"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # no cache, or an unreadable one: rebuild it
+
+    def get(self, blob: str) -> Manifest | str | None:
+        """The manifest, the reason it is invalid, or None when not cached."""
+        hit = self.blobs.get(blob)
+        if hit is None:
+            return None
+        try:
+            return hit["error"] if "error" in hit else _rebuild(hit["m"], self.envs[hit["e"]])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, blob: str, result: Manifest | str) -> None:
+        if isinstance(result, str):
+            self.blobs[blob] = {"error": result}
+        else:
+            doc = result.to_dict()
+            env = doc.pop("environment")
+            env_key = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()
+            self.envs[env_key] = env
+            self.blobs[blob] = {"m": doc, "e": env_key}
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty or len(self.blobs) > _CACHE_MAX_ENTRIES:
+            return
+        from mlsnap.fsutil import atomic_write
+
+        doc = {"key": self.key, "blobs": self.blobs, "envs": self.envs}
+        try:
+            atomic_write(self.path, json.dumps(doc, separators=(",", ":"), allow_nan=True).encode())
+        except OSError:
+            pass  # a read-only repository still gets its log, only slower next time
+
+
+def _version() -> str:
+    from mlsnap import __version__
+
+    return __version__
+
+
+def _rebuild(m: dict[str, Any], env: dict[str, Any]) -> Manifest:
+    """A ``Manifest`` from a cache entry that ``from_dict`` validated when it was stored."""
+    code = m["code"]
+    patch = code["patch"]
+    return Manifest(
+        name=m["name"], created=m["created"], message=m["message"],
+        code=Code(code["commit"], code["branch"], code["dirty"],
+                  Patch(patch["path"], patch["md5"]) if patch else None),
+        data_hash=m["data"]["hash"],
+        inputs=tuple(Output(**o) for o in m["data"]["inputs"]),
+        artifacts=tuple(Output(**o) for o in m["artifacts"]),
+        params=m["params"], metrics=m["metrics"],
+        environment=Environment(**env), schema=m["mlsnap"],
+    )
+
+
+def check_name(manifest: Manifest, name: str, source: str) -> Manifest:
+    if manifest.name != name:
+        raise ManifestInvalid(source, f"name {manifest.name!r} does not match the file name")
+    return manifest
+
+
+# --------------------------------------------------------------------------- log
+
+
+def log(name: str | None = None, limit: int | None = None, all_refs: bool = False,
+        cwd: Path | None = None) -> list[LogEntry]:
+    """Snapshots reachable from HEAD (``all_refs``: every branch, tag and remote), newest first.
+
+    A manifest that cannot be read gives an entry with ``error`` set instead of stopping the log.
+    """
+    root = workspace.find_root(cwd)
+    if name is not None:
+        workspace.check_name(name)
+    if limit is not None and limit < 0:
+        raise BadInput(f"-n {limit}", "must not be negative")
+    found = _walk(root, name, all_refs)
+    found = found[:limit] if limit is not None else found
+    return _entries(root, found, tags_by_commit(root))
+
+
+def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) -> list[LogEntry]:
+    cache = _Cache(gitrepo.common_dir(root) / "mlsnap" / "history.json")
+    todo = list(dict.fromkeys(f.blob for f in found if cache.get(f.blob) is None))
+    contents = read_blobs(root, todo)
+    loader = _c_loader() if todo else None
+    for blob in todo:
+        try:
+            cache.put(blob, parse(contents[blob], blob, loader))
+        except ManifestInvalid as exc:
+            cache.put(blob, exc.reason)
+        except KeyError:
+            pass  # not in the object store (a partial clone): reported below
+    cache.save()
+    entries = []
+    for f in found:
+        source = f"{f.commit[:7]}:{manifest_path(f.name)}"
+        result = cache.get(f.blob)
+        manifest, error = None, None
+        if isinstance(result, Manifest):
+            manifest = result
+            if result.name != f.name:
+                error = str(ManifestInvalid(source, f"name {result.name!r} does not match the file name"))
+                manifest = None
+        elif isinstance(result, str):
+            error = str(ManifestInvalid(source, result))
+        else:
+            error = f"{source}: the manifest is not in this clone (git fetch it first)"
+        date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f.timestamp))
+        entries.append(LogEntry(f.commit, date, f.name, tags_for(tags, f.commit, f.name),
+                                manifest, error))
+    return entries
+
+
+def snapshots_of(root: Path, name: str, start: str) -> list[_Found]:
+    """Snapshot commits of ``name`` reachable from ``start``, newest first (one ``git log``)."""
+    return _walk(root, name, False, start=start)
+
+
+# --------------------------------------------------------------------------- show
 
 
 def names_at(root: Path, rev: str) -> list[str]:
     """Snapshot names whose manifest exists at ``rev``."""
-    raw = gitrepo.run(root, ["ls-tree", "-z", "--name-only", rev, f"{MANIFEST_DIR}/"]).stdout
-    names = []
+    return sorted(manifests_at(root, rev))
+
+
+def manifests_at(root: Path, rev: str) -> dict[str, str]:
+    """Snapshot name -> manifest blob id at ``rev`` (one ``git ls-tree``)."""
+    raw = gitrepo.run(root, ["ls-tree", "-z", "--end-of-options", gitrepo.check_rev(rev),
+                             f"{MANIFEST_DIR}/"]).stdout
+    found = {}
     for entry in raw.split(b"\x00"):
-        stem = Path(entry.decode(errors="replace")).name
-        if stem.endswith(".yaml") and is_valid_name(stem[:-5]):
-            names.append(stem[:-5])
-    return sorted(names)
+        meta, _, path = entry.partition(b"\t")
+        parts = meta.split()
+        snap = _snapshot_name(path.decode(errors="replace"))
+        if snap and len(parts) == 3 and parts[1] == b"blob":
+            found[snap] = parts[2].decode()
+    return found
 
 
 def pick_name(names: list[str], name: str | None, where: str) -> str:
@@ -33,15 +387,112 @@ def pick_name(names: list[str], name: str | None, where: str) -> str:
     return names[0]
 
 
+def name_from_tag(rev: str, name: str | None) -> str | None:
+    """The snapshot name a ``name@vX.Y.Z`` revision implies (``name`` wins when given)."""
+    match = TAG_RE.match(rev)
+    return name if name is not None or match is None else match["name"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A manifest read from a commit."""
+
+    commit: str
+    name: str
+    blob: str
+    manifest: Manifest
+
+
+def at(root: Path, rev: str, name: str | None = None) -> Snapshot:
+    """The snapshot ``name`` at ``rev`` (commit, branch, tag or ``name@vX.Y.Z``), validated."""
+    sha = gitrepo.resolve(root, rev)
+    if sha is None:
+        raise BadInput(rev, "is not a commit, branch or tag in this repository "
+                            "(see `mlsnap log --all` or `git tag`)")
+    blobs = manifests_at(root, sha)
+    chosen = pick_name(sorted(blobs), name_from_tag(rev, name), rev)
+    source = f"{rev}:{manifest_path(chosen)}"
+    content = read_blobs(root, [blobs[chosen]])[blobs[chosen]]
+    return Snapshot(sha, chosen, blobs[chosen], check_name(loads(content, source), chosen, source))
+
+
 def show(rev: str | None = None, name: str | None = None, cwd: Path | None = None) -> Manifest:
     """One manifest: the work tree's, or the one at ``rev`` (commit, branch, tag, name@vX.Y.Z)."""
     root = workspace.find_root(cwd)
     if rev is None:
         return workspace.load(root, pick_name(workspace.manifest_names(root), name, "the work tree"))
-    sha = gitrepo.resolve(root, rev)
-    if sha is None:
-        raise BadInput(rev, "is not a commit, branch or tag in this repository")
-    chosen = pick_name(names_at(root, sha), name, rev)
-    blob = gitrepo.show(root, sha, manifest_path(chosen))
-    assert blob is not None
-    return loads(blob, f"{rev}:{manifest_path(chosen)}")
+    return at(root, rev, name).manifest
+
+
+# --------------------------------------------------------------------------- tag
+
+
+@dataclass(frozen=True)
+class TagResult:
+    tag: str
+    commit: str
+
+
+def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None) -> TagResult:
+    """Create the annotated tag ``name@vVERSION`` on ``rev``, which must hold a manifest of name."""
+    from mlsnap.snapshot import SEMVER_RE
+
+    root = workspace.find_root(cwd)
+    workspace.check_name(name)
+    bare = version[1:] if version.startswith("v") else version
+    if not SEMVER_RE.match(bare):
+        raise BadInput(f"VERSION {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
+    ref = f"{name}@v{bare}"
+    snap = at(root, rev, name)
+    if gitrepo.tag_exists(root, ref):
+        where = gitrepo.resolve(root, f"refs/tags/{ref}") or "?"
+        raise BadInput(ref, f"already exists (on {where[:7]}); tags are never moved, "
+                            "choose a new version")
+    message = f"{name} {bare}: {snap.manifest.message}".strip().rstrip(":")
+    gitrepo.create_tag(root, ref, snap.commit, message)
+    return TagResult(ref, snap.commit)
+
+
+# --------------------------------------------------------------------------- get
+
+
+@dataclass(frozen=True)
+class GetResult:
+    name: str
+    commit: str
+    directory: Path
+    files: tuple[Path, ...]
+    fetched: int  # objects downloaded from the remote
+
+
+def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
+        jobs: int | None = None, remote: str | None = None,
+        cwd: Path | None = None) -> GetResult:
+    """Copy the artifacts of the snapshot at ``rev`` into ``out``, verified by md5.
+
+    The manifest and ``.dvc`` pointers are read from Git objects; bytes come from the DVC cache
+    or remote. The workspace, the index and HEAD are not touched. Default ``out``:
+    ``<name>-<short commit>`` in the current directory.
+    """
+    from mlsnap import store
+
+    here = cwd or Path.cwd()
+    root = workspace.find_root(here)
+    snap = at(root, rev, name)
+    dest = here / (out if out is not None else f"{snap.name}-{snap.commit[:7]}")
+    artifacts = snap.manifest.artifacts
+    if not artifacts:
+        raise NoSnapshot(f"with artifacts at {rev} ({manifest_path(snap.name)} records none)")
+    files: list[Path] = []
+    with store.open_repo(root) as repo:
+        def present(o: Output) -> bool:
+            if not store.in_cache(repo, o.md5):
+                return False
+            return not o.is_dir or all(store.in_cache(repo, e["md5"])
+                                       for e in store.dir_entries(repo, o.md5))
+
+        need = [store.dvc_file(o.path) for o in artifacts if not present(o)]
+        fetched = store.fetch_at(repo, snap.commit, need, jobs=jobs, remote=remote) if need else 0
+        for o in artifacts:
+            files += store.export(repo, o.path, o.md5, dest.joinpath(*o.path.split("/")))
+    return GetResult(snap.name, snap.commit, dest, tuple(files), fetched)

@@ -30,11 +30,14 @@ def quiet_dvc() -> None:
     os.environ.setdefault("DVC_NO_UPDATER", "1")
     import dvc.logger  # noqa: F401 - importing DVC installs stdout handlers; replace them after
 
-    log = logging.getLogger("dvc")
-    # INFO, not WARNING: DVC's progress bars switch off above INFO. The records go nowhere.
-    log.setLevel(logging.DEBUG if os.environ.get("MLSNAP_DEBUG") else logging.INFO)
-    log.propagate = bool(os.environ.get("MLSNAP_DEBUG"))
-    log.handlers = [logging.NullHandler()]
+    # dvc_data and dvc_objects get DVC's console handlers too: they print "ERROR: failed to
+    # connect" and "WARNING: ... Missing cache files" during transfers. mlsnap reports those.
+    for name in ("dvc", "dvc_data", "dvc_objects"):
+        log = logging.getLogger(name)
+        # INFO, not WARNING: DVC's progress bars switch off above INFO. The records go nowhere.
+        log.setLevel(logging.DEBUG if os.environ.get("MLSNAP_DEBUG") else logging.INFO)
+        log.propagate = bool(os.environ.get("MLSNAP_DEBUG"))
+        log.handlers = [logging.NullHandler()]
 
 
 @contextlib.contextmanager
@@ -271,3 +274,89 @@ def remote_missing(repo: Repo, targets: Sequence[str], remote: str | None = None
     except DvcException as exc:
         raise RemoteError(name, describe(exc)) from None
     return sorted(p for p, s in status.items() if s in ("new", "missing", "deleted"))
+
+
+def fetch_at(repo: Repo, rev: str, targets: Sequence[str], *, jobs: int | None = None,
+             remote: str | None = None) -> int:
+    """Download what ``targets`` (``.dvc`` files) name at commit ``rev`` into the cache.
+
+    DVC reads the pointers from Git objects (``revs=[rev]``, ``workspace=False``): the
+    workspace, the index and HEAD are left alone. Objects it cannot find are reported later,
+    when the caller verifies the cache against the manifest.
+    """
+    from dvc.exceptions import DownloadError, DvcException
+
+    name = remote or default_remote(repo)[0] or "default"
+    try:
+        return int(repo.fetch(targets=list(targets), revs=[rev], workspace=False, jobs=jobs,
+                              remote=remote))
+    except DownloadError:
+        return 0
+    except (DvcException, OSError) as exc:
+        raise RemoteError(name, describe(exc)) from None
+
+
+def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
+    """Copy the cached bytes of ``path`` (a file or a ``.dir``) to ``dest``, verified by md5.
+
+    Every file is written to a temporary name beside its destination, checked against its
+    hash while it is copied, and renamed into place only when it matches.
+    """
+    from mlsnap.errors import MissingObjects
+    from mlsnap.manifest import ManifestInvalid, check_path
+
+    state, actual = object_state(repo, md5)
+    if state == "missing":
+        raise MissingObjects([path], default_remote(repo)[0] or "default")
+    if state == "corrupt":
+        quarantine(repo, md5)  # the next fetch downloads it again
+        raise _mismatch(path, md5, str(actual))
+    if not md5.endswith(".dir"):
+        _copy_verified(cache_file(repo, md5), dest, md5, path)
+        return [dest]
+    written = []
+    entries = dir_entries(repo, md5)
+    missing = [f"{path}/{e['relpath']}" for e in entries if not in_cache(repo, e["md5"])]
+    if missing:
+        raise MissingObjects(missing, default_remote(repo)[0] or "default")
+    for entry in entries:
+        try:
+            rel = check_path(str(entry["relpath"]), where=f"{path} (.dir entry)")
+        except ManifestInvalid as exc:
+            raise MlsnapError(f"{path}: the cached directory listing is unusable: {exc.reason}") \
+                from None
+        target = dest.joinpath(*rel.split("/"))
+        _copy_verified(cache_file(repo, entry["md5"]), target, entry["md5"], f"{path}/{rel}")
+        written.append(target)
+    return written
+
+
+def _mismatch(path: str, expected: str, actual: str) -> MlsnapError:
+    from mlsnap.errors import HashMismatch
+
+    return HashMismatch(path, expected, actual, "the cached")
+
+
+def _copy_verified(src: Path, dest: Path, md5: str, label: str) -> None:
+    import tempfile
+
+    from mlsnap.fsutil import TMP_PREFIX
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
+    digest = hashlib.md5()
+    try:
+        with open(src, "rb") as source, os.fdopen(fd, "wb") as out:
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != md5:
+            raise _mismatch(label, md5, digest.hexdigest())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

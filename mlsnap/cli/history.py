@@ -1,10 +1,113 @@
-"""History commands: show (and, built on the same reader, log, diff, tag, get)."""
+"""History commands: log, show, diff, tag, get. None of them imports DVC except ``get``."""
 
 from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from mlsnap.cli.core import NAME, echo_json
+
+MIN_CELL = 6
+
+
+@click.command()
+@click.option("--name", "name", default=None, help="Only snapshots of this name.")
+@click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), default=None,
+              metavar="N", help="Show at most N snapshots.")
+@click.option("--all", "all_refs", is_flag=True,
+              help="Snapshots reachable from every branch, tag and remote, not only HEAD.")
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON array, one snapshot object per line.")
+def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> None:
+    """Snapshots in history, newest first: commit, date, name, tags, message, params, metrics.
+
+    The table shows the params that differ between the listed snapshots, and every metric.
+    """
+    from mlsnap import history
+
+    entries = history.log(name=name, limit=limit, all_refs=all_refs)
+    if as_json:
+        from mlsnap.manifest import jsonable
+
+        # One object per line: still one valid JSON array, and greppable.
+        lines = [json.dumps(jsonable(e.to_dict()), allow_nan=False) for e in entries]
+        click.echo("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
+        return
+    if not entries:
+        click.echo("no snapshots" + (f" named {name!r}" if name else "")
+                   + ("" if all_refs else " reachable from HEAD (try --all)"))
+        return
+    for line in log_table(entries, shutil.get_terminal_size((120, 24)).columns):
+        click.echo(line)
+
+
+def log_table(entries: Sequence[Any], width: int) -> list[str]:
+    """Rows of the ``log`` table, every line at most ``width`` characters."""
+    from mlsnap.compare import flatten
+
+    params = [flatten(e.params) for e in entries]
+    metrics = [flatten(e.metrics) for e in entries]
+    keys = sorted({k for p in params for k in p})
+    if len(entries) > 1:  # only what tells the snapshots apart
+        keys = [k for k in keys if len({_cell(p.get(k, "-")) for p in params}) > 1]
+    mkeys = sorted({k for m in metrics for k in m})
+    header = ["COMMIT", "DATE", "NAME", "TAGS", "MESSAGE", *keys, *mkeys]
+    rows = []
+    for e, p, m in zip(entries, params, metrics):
+        rows.append([e.short, e.date[:16].replace("T", " "), e.name, ",".join(e.tags) or "-",
+                     e.message or "-", *(_cell(p.get(k, "-")) for k in keys),
+                     *(_cell(m.get(k, "-")) for k in mkeys)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths, shown = _fit(widths, width)
+    lines = [_join(header, widths, shown)]
+    for e, row in zip(entries, rows):
+        if e.error:  # one line, untruncated: the reason matters more than the layout
+            lines.append(_join(row[:3], widths[:3], 3) + f"  error: {e.error}")
+        else:
+            lines.append(_join(row, widths, shown))
+    if shown < len(header):
+        lines.append(f"({len(header) - shown} more column(s) do not fit: "
+                     f"{', '.join(header[shown:])}; use --json)")
+    return lines
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return " ".join(str(value).split())
+
+
+def _fit(widths: list[int], width: int) -> tuple[list[int], int]:
+    """Shrink the widest columns (message, tags, values; never commit/date/name) to fit."""
+    widths = list(widths)
+    shown = len(widths)
+
+    def total() -> int:
+        return sum(widths[:shown]) + 2 * (shown - 1)
+
+    while total() > width:
+        shrinkable = [i for i in range(3, shown) if widths[i] > MIN_CELL]
+        if shrinkable:
+            widest = max(shrinkable, key=lambda i: widths[i])
+            widths[widest] -= min(widths[widest] - MIN_CELL, total() - width)
+        elif shown > 3:
+            shown -= 1  # drop the last column rather than wrap lines
+        else:
+            break
+    return widths, shown
+
+
+def _join(cells: Sequence[str], widths: Sequence[int], shown: int) -> str:
+    out = []
+    for cell, w in zip(cells[:shown], widths[:shown]):
+        out.append(cell.ljust(w) if len(cell) <= w else cell[: w - 1] + "…")
+    return "  ".join(out).rstrip()
 
 
 @click.command()
@@ -28,4 +131,60 @@ def show(rev: str | None, name: str | None, as_json: bool, requirements: bool) -
         click.echo(dump(manifest), nl=False)
 
 
-COMMANDS = [show]
+@click.command()
+@click.argument("rev_a", required=False)
+@click.argument("rev_b", required=False)
+@NAME
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff(rev_a: str | None, rev_b: str | None, name: str | None, as_json: bool) -> None:
+    """What changed between two snapshots; exit 0 whether or not they differ.
+
+    No REV: HEAD's snapshot vs the previous snapshot of that name. REV_A alone: REV_A vs HEAD.
+    Revisions may be commits, branches, tags or NAME@vX.Y.Z.
+    """
+    from mlsnap import compare
+
+    result = compare.diff(rev_a, rev_b, name)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        click.echo(compare.render(result))
+
+
+@click.command()
+@click.argument("name")
+@click.argument("version")
+@click.argument("rev", required=False, default="HEAD")
+def tag(name: str, version: str, rev: str) -> None:
+    """Tag the snapshot NAME at REV (default HEAD) as NAME@vVERSION (annotated, strict SemVer)."""
+    from mlsnap import history
+
+    result = history.tag(name, version, rev)
+    click.echo(f"tagged {result.tag} on {result.commit[:7]}")
+
+
+@click.command()
+@click.argument("rev")
+@NAME
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False), default=None,
+              help="Folder to write into (default: NAME-COMMIT in the current directory).")
+@click.option("--remote", "-r", default=None, help="Remote name (default: the default remote).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="Parallel transfers (DVC's default when omitted).")
+def get(rev: str, name: str | None, out: str | None, remote: str | None,
+        jobs: int | None) -> None:
+    """Copy the artifacts of the snapshot at REV (commit, tag, NAME@vX.Y.Z) into a folder.
+
+    Verified against the manifest; the workspace, the index and HEAD are left untouched.
+    """
+    from mlsnap import history
+
+    result = history.get(rev, name, out, jobs=jobs, remote=remote)
+    click.echo(f"{result.name} at {result.commit[:7]}: {len(result.files)} file(s) written to "
+               f"{result.directory}, all verified"
+               + (f" ({result.fetched} object(s) downloaded)" if result.fetched else ""))
+    for path in result.files:
+        click.echo(f"  {path}")
+
+
+COMMANDS = [log, show, diff, tag, get]

@@ -1,0 +1,319 @@
+"""What changed between two snapshots: params, metrics, bytes, environment and code.
+
+Both manifests are read from Git objects (``history.at``); the code section asks Git for the
+commits between the two recorded code SHAs. Nothing here imports DVC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlsnap import gitrepo, history, workspace
+from mlsnap.errors import NoSnapshot
+from mlsnap.manifest import Manifest, Output, jsonable, loads, manifest_path
+
+MAX_CODE_LINES = 10
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    key: str
+    old: Any
+    new: Any
+    delta: float | None  # new - old, when both are numbers
+    relative: float | None  # delta / |old|, when old is a non-zero number
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    path: str
+    kind: str  # "artifact" or "data"
+    status: str  # "added", "removed" or "changed"
+    old: Output | None
+    new: Output | None
+
+
+@dataclass(frozen=True)
+class CodeRange:
+    old: str
+    new: str
+    count: int | None  # commits in old..new; None when Git cannot tell (shallow clone)
+    lines: tuple[str, ...] = ()  # the first "short subject" lines, newest first
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Side:
+    rev: str
+    commit: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SnapshotDiff:
+    name: str
+    a: Side
+    b: Side
+    params: list[Change] = field(default_factory=list)  # old None: added; new None: removed
+    metrics: list[MetricDelta] = field(default_factory=list)
+    outputs: list[OutputChange] = field(default_factory=list)
+    data_hash: Change | None = None
+    packages: list[Change] = field(default_factory=list)
+    platform: list[Change] = field(default_factory=list)
+    code: CodeRange | None = None
+
+    @property
+    def same(self) -> bool:
+        return not (self.params or any(m.changed for m in self.metrics) or self.outputs
+                    or self.data_hash or self.packages or self.platform or self.code)
+
+    def to_dict(self) -> dict[str, Any]:
+        def change(c: Change) -> dict[str, Any]:
+            return {"key": c.key, "old": c.old, "new": c.new}
+
+        def out(o: Output | None) -> dict[str, Any] | None:
+            return o.to_dict() if o else None
+
+        code = self.code
+        return jsonable({
+            "name": self.name,
+            "a": {"rev": self.a.rev, "commit": self.a.commit, "tags": list(self.a.tags)},
+            "b": {"rev": self.b.rev, "commit": self.b.commit, "tags": list(self.b.tags)},
+            "same": self.same,
+            "params": {
+                "added": {c.key: c.new for c in self.params if c.old is None},
+                "removed": {c.key: c.old for c in self.params if c.new is None},
+                "changed": [change(c) for c in self.params
+                            if c.old is not None and c.new is not None],
+            },
+            "metrics": [{"key": m.key, "old": m.old, "new": m.new, "delta": m.delta,
+                         "relative": m.relative} for m in self.metrics],
+            "outputs": [{"path": o.path, "kind": o.kind, "status": o.status,
+                         "old": out(o.old), "new": out(o.new)} for o in self.outputs],
+            "data_hash": change(self.data_hash) if self.data_hash else None,
+            "packages": [change(c) for c in self.packages],
+            "platform": [change(c) for c in self.platform],
+            "code": None if code is None else {
+                "old": code.old, "new": code.new, "count": code.count,
+                "commits": list(code.lines), "error": code.error},
+        })
+
+
+# --------------------------------------------------------------------------- computing
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys: ``{"optimizer": {"lr": 1}}`` -> ``{"optimizer.lr": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
+    keys = sorted(set(old) | set(new))
+    return [Change(k, old.get(k), new.get(k)) for k in keys
+            if k not in old or k not in new or not _equal(old[k], new[k])]
+
+
+def _equal(a: Any, b: Any) -> bool:
+    # NaN metrics and params are equal to themselves here: "unchanged", not "changed".
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def metric_deltas(old: dict[str, Any], new: dict[str, Any]) -> list[MetricDelta]:
+    a, b = flatten(old), flatten(new)
+    deltas = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        delta = relative = None
+        if _is_number(va) and _is_number(vb):
+            delta = vb - va
+            if va != 0 and math.isfinite(va):
+                relative = delta / abs(va)
+        deltas.append(MetricDelta(key, va, vb, delta, relative))
+    return deltas
+
+
+def output_changes(a: Manifest, b: Manifest) -> list[OutputChange]:
+    def index(m: Manifest) -> dict[str, tuple[str, Output]]:
+        return {**{o.path: ("data", o) for o in m.inputs},
+                **{o.path: ("artifact", o) for o in m.artifacts}}
+
+    old, new = index(a), index(b)
+    changes = []
+    for path in sorted(set(old) | set(new)):
+        kind = (new.get(path) or old[path])[0]
+        was, now = (old[path][1] if path in old else None), (new[path][1] if path in new else None)
+        if was is None:
+            changes.append(OutputChange(path, kind, "added", None, now))
+        elif now is None:
+            changes.append(OutputChange(path, kind, "removed", was, None))
+        elif was.md5 != now.md5:
+            changes.append(OutputChange(path, kind, "changed", was, now))
+    return changes
+
+
+def code_range(root: Path, old: str, new: str) -> CodeRange | None:
+    """Commits in ``old..new`` (both full SHAs from validated manifests); None when equal."""
+    if old == new:
+        return None
+    proc = gitrepo.run(root, ["log", "--format=%h %s", "--end-of-options",
+                              f"{gitrepo.check_rev(old)}..{gitrepo.check_rev(new)}", "--"],
+                       check=False)
+    if proc.returncode != 0:
+        return CodeRange(old, new, None, error="a code commit is not in this clone "
+                                               "(shallow or not fetched)")
+    lines = proc.stdout.decode(errors="replace").splitlines()
+    return CodeRange(old, new, len(lines), tuple(lines[:MAX_CODE_LINES]))
+
+
+def compare(a: Manifest, b: Manifest, side_a: Side, side_b: Side,
+            root: Path | None = None) -> SnapshotDiff:
+    """Every section of the difference between manifest ``a`` and manifest ``b``."""
+    ea, eb = a.environment, b.environment
+    platform = _changes({"python": ea.python, "implementation": ea.implementation, "os": ea.os,
+                         "machine": ea.machine},
+                        {"python": eb.python, "implementation": eb.implementation, "os": eb.os,
+                         "machine": eb.machine})
+    data_hash = Change("data.hash", a.data_hash, b.data_hash) if a.data_hash != b.data_hash else None
+    code = code_range(root, a.code.commit, b.code.commit) if root is not None else None
+    return SnapshotDiff(
+        name=b.name, a=side_a, b=side_b,
+        params=_changes(flatten(a.params), flatten(b.params)),
+        metrics=metric_deltas(a.metrics, b.metrics),
+        outputs=output_changes(a, b), data_hash=data_hash,
+        packages=_changes(ea.packages, eb.packages), platform=platform, code=code,
+    )
+
+
+def diff(rev_a: str | None = None, rev_b: str | None = None, name: str | None = None,
+         cwd: Path | None = None) -> SnapshotDiff:
+    """Snapshot at ``rev_a`` vs at ``rev_b``.
+
+    No revision: HEAD's snapshot vs the previous snapshot of that name. One revision:
+    that one vs HEAD's. ``name@vX.Y.Z`` tags select the name when ``name`` is not given.
+    """
+    root = workspace.find_root(cwd)
+    b_rev = rev_b or "HEAD"
+    name = history.name_from_tag(b_rev, name) or (history.name_from_tag(rev_a, name)
+                                                  if rev_a else None)
+    b = history.at(root, b_rev, name)
+    a = history.at(root, rev_a, b.name) if rev_a else _previous(root, b)
+    tags = history.tags_by_commit(root)
+    side_a = Side(rev_a or a.commit[:7], a.commit, history.tags_for(tags, a.commit, b.name))
+    side_b = Side(b_rev, b.commit, history.tags_for(tags, b.commit, b.name))
+    return compare(a.manifest, b.manifest, side_a, side_b, root)
+
+
+def _previous(root: Path, b: history.Snapshot) -> history.Snapshot:
+    """The snapshot of ``b.name`` before the one at ``b.commit``: the next different blob."""
+    seen_b = False
+    for found in history.snapshots_of(root, b.name, b.commit):
+        seen_b = seen_b or found.blob == b.blob
+        if seen_b and found.blob != b.blob:
+            source = f"{found.commit[:7]}:{manifest_path(b.name)}"
+            content = history.read_blobs(root, [found.blob]).get(found.blob)
+            if content is None:
+                break
+            manifest = loads(content, source)
+            return history.Snapshot(found.commit, b.name, found.blob,
+                                    history.check_name(manifest, b.name, source))
+    raise NoSnapshot(f"named {b.name!r} before {b.commit[:7]} to compare with; "
+                     "give two revisions (`mlsnap diff REV_A REV_B`)")
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def _value(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else ("null" if v is None else str(v))
+
+
+def _side(s: Side) -> str:
+    label = s.commit[:7] + (f" ({', '.join(s.tags)})" if s.tags else "")
+    return label if s.rev in (s.commit[:7], s.commit) else f"{s.rev} = {label}"
+
+
+def render(d: SnapshotDiff) -> str:
+    """The diff as text: one section per kind of change, ``+`` added, ``-`` removed, ``~`` changed."""
+    lines = [f"{d.name}: {_side(d.a)} -> {_side(d.b)}"]
+    if d.params:
+        lines.append("params:")
+        lines += [f"  {_mark(c)} {c.key}: " + (_value(c.new) if c.old is None else _value(c.old)
+                  if c.new is None else f"{_value(c.old)} -> {_value(c.new)}") for c in d.params]
+    if d.metrics:
+        lines.append("metrics:")
+        for m in d.metrics:
+            text = f"  {m.key}: {_value(m.old)} -> {_value(m.new)}" if m.changed \
+                else f"  {m.key}: {_value(m.new)} (unchanged)"
+            if m.changed and m.delta is not None:
+                text += f" ({m.delta:+.6g}" + (f", {m.relative:+.2%})" if m.relative is not None
+                                                else ")")
+            lines.append(text)
+    if d.outputs or d.data_hash:
+        lines.append("artifacts and data:")
+        for o in d.outputs:
+            was = f"{o.old.md5[:8]} ({_size(o.old.size)})" if o.old else ""
+            now = f"{o.new.md5[:8]} ({_size(o.new.size)})" if o.new else ""
+            body = f"{was} -> {now}" if o.old and o.new else (was or now)
+            lines.append(f"  {_mark_status(o.status)} {o.path} [{o.kind}]: {body}")
+        if d.data_hash:
+            lines.append(f"  ~ data hash: {_value(d.data_hash.old)} -> {_value(d.data_hash.new)}")
+    if d.packages or d.platform:
+        lines.append("environment:")
+        for c in d.platform + d.packages:
+            lines.append(f"  {_mark(c)} {c.key} " + (_value(c.new) if c.old is None else
+                         _value(c.old) if c.new is None else f"{c.old} -> {c.new}"))
+    if d.code:
+        c = d.code
+        count = "unknown" if c.count is None else str(c.count)
+        lines.append(f"code: {c.old[:7]}..{c.new[:7]}: {count} commit(s)"
+                     + (f" ({c.error})" if c.error else ""))
+        lines += [f"  {line}" for line in c.lines]
+        if c.count is not None and c.count > len(c.lines):
+            lines.append(f"  ... and {c.count - len(c.lines)} more")
+    if d.same:
+        lines.append("no differences")
+    return "\n".join(lines)
+
+
+def _mark(c: Change) -> str:
+    return "+" if c.old is None else "-" if c.new is None else "~"
+
+
+def _mark_status(status: str) -> str:
+    return {"added": "+", "removed": "-"}.get(status, "~")
