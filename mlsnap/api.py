@@ -6,8 +6,9 @@ Called from inside a training process, ``commit`` records that process's own env
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,31 @@ from mlsnap.snapshot import CommitResult, InitResult
 PathLike = str | os.PathLike[str]
 
 
-def _cwd(repo: PathLike | None) -> Path | None:
-    return Path(repo) if repo is not None else None
+def _cwd(repo: PathLike | None) -> Path:
+    """Where relative paths start: ``repo`` when given, else the caller's working directory."""
+    return Path(repo).absolute() if repo is not None else Path.cwd()
+
+
+@contextlib.contextmanager
+def _at_root(cwd: Path) -> Iterator[None]:
+    """Run a DVC-backed flow from the repository's root.
+
+    DVC resolves the paths it is given against the process's working directory, while the flows
+    hand it root-relative paths; a training script may run from anywhere (a subfolder, or
+    ``repo=`` naming another checkout), so the call moves there and back.
+    """
+    from mlsnap import workspace
+
+    root = workspace.find_root(cwd)
+    start = os.getcwd()
+    if Path(start).resolve() == root:
+        yield
+        return
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(start)
 
 
 def init(remote: str | None = None, *, repo: PathLike | None = None,
@@ -27,7 +51,9 @@ def init(remote: str | None = None, *, repo: PathLike | None = None,
     """Set up the Git repository at ``repo`` (default: the current directory)."""
     from mlsnap import snapshot
 
-    return snapshot.init(remote, local_options=dict(local_options or {}) or None, cwd=_cwd(repo))
+    cwd = _cwd(repo)
+    with _at_root(cwd):
+        return snapshot.init(remote, local_options=dict(local_options or {}) or None, cwd=cwd)
 
 
 def commit(
@@ -45,18 +71,25 @@ def commit(
     push: bool = True,
     repo: PathLike | None = None,
 ) -> CommitResult:
-    """Snapshot ``paths`` and ``data``; ``params``/``metrics`` are plain (nested) dicts."""
+    """Snapshot ``paths`` and ``data``; ``params``/``metrics`` are plain (nested) dicts.
+
+    Relative paths start at ``repo`` (default: the current directory). The environment recorded
+    is this process's own (its interpreter and the packages it can import), whatever
+    ``VIRTUAL_ENV`` says: the process calling ``commit`` is the one that trained.
+    """
     from mlsnap import environment, snapshot
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    env = environment.this_process()  # whatever VIRTUAL_ENV says
-    return snapshot.commit(
-        [os.fspath(p) for p in paths], data=[os.fspath(p) for p in data],
-        param_files=params_files, metric_files=metrics_files, name=name, message=message,
-        tag=tag, allow_dirty=allow_dirty, push=push, env=env, cwd=_cwd(repo),
-        extra_params=dict(params or {}), extra_metrics=dict(metrics or {}),
-    )
+    cwd = _cwd(repo)
+    env = environment.this_process()
+    with _at_root(cwd):
+        return snapshot.commit(
+            [os.fspath(p) for p in paths], data=[os.fspath(p) for p in data],
+            param_files=params_files, metric_files=metrics_files, name=name, message=message,
+            tag=tag, allow_dirty=allow_dirty, push=push, env=env, cwd=cwd,
+            extra_params=dict(params or {}), extra_metrics=dict(metrics or {}),
+        )
 
 
 def pull(name: str | None = None, *, force: bool = False, repo: PathLike | None = None,
@@ -64,25 +97,34 @@ def pull(name: str | None = None, *, force: bool = False, repo: PathLike | None 
     """Restore what the manifests at HEAD record; drift is measured on this process."""
     from mlsnap import environment, restore
 
+    cwd = _cwd(repo)
     env = environment.this_process()
-    return restore.pull(name, force=force, jobs=jobs, cwd=_cwd(repo), env=env)
+    with _at_root(cwd):
+        return restore.pull(name, force=force, jobs=jobs, cwd=cwd, env=env)
 
 
 def push(name: str | None = None, *, repo: PathLike | None = None, jobs: int | None = None) -> int:
+    """Send the bytes of the snapshots at HEAD to the remote; return how many objects were sent."""
     from mlsnap import snapshot
 
-    return snapshot.push(name, jobs=jobs, cwd=_cwd(repo))
+    cwd = _cwd(repo)
+    with _at_root(cwd):
+        return snapshot.push(name, jobs=jobs, cwd=cwd)
 
 
 def status(name: str | None = None, *, repo: PathLike | None = None,
            check_remote: bool = True) -> StatusReport:
+    """Workspace against the manifests at HEAD; ``report.clean`` is what exit code 3 tests."""
     from mlsnap import restore
 
-    return restore.status(name, check_remote=check_remote, cwd=_cwd(repo))
+    cwd = _cwd(repo)
+    with _at_root(cwd):
+        return restore.status(name, check_remote=check_remote, cwd=cwd)
 
 
 def show(rev: str | None = None, *, name: str | None = None,
          repo: PathLike | None = None) -> Manifest:
+    """One manifest: the work tree's (``rev=None``) or the one at a commit, branch or tag."""
     from mlsnap import history
 
     return history.show(rev, name, cwd=_cwd(repo))
