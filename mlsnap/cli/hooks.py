@@ -2,6 +2,171 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
-COMMANDS: list[click.Command] = []
+if TYPE_CHECKING:
+    from mlsnap.hooks import Finding
+
+EXIT_FOUND = 3  # a check failed (DESIGN: exit codes)
+FILES = click.argument("files", nargs=-1, type=click.Path())
+
+
+def _root() -> Path:
+    from mlsnap import workspace
+
+    return workspace.find_root()
+
+
+def _report(hook_id: str, findings: Sequence[Finding], advice: str) -> None:
+    """Print the findings and fail the hook, or return quietly when there are none."""
+    if not findings:
+        return
+    click.echo(f"{hook_id}: {len(findings)} problem(s)", err=True)
+    for finding in findings:
+        click.echo(f"  {finding}", err=True)
+    click.echo(advice, err=True)
+    raise click.exceptions.Exit(EXIT_FOUND)
+
+
+@click.group("hook")
+def hook() -> None:
+    """Run one hook check (entry points of .pre-commit-hooks.yaml and the plain git hooks)."""
+
+
+@hook.command("mlsnap-no-large-files")
+@click.option("--max-kb", type=click.IntRange(min=1), default=None, metavar="KB",
+              help="Largest file allowed in Git, in KiB (default 5120 = 5 MB).")
+@FILES
+def no_large_files(max_kb: int | None, files: tuple[str, ...]) -> None:
+    """Block model files (.pt .pkl .onnx ...) and files over the limit from entering Git.
+
+    FILES default to the staged files.
+    """
+    from mlsnap import hooks
+
+    root = _root()
+    paths = hooks.repo_paths(root, files) if files else None
+    findings = hooks.large_files(root, paths, max_kb=max_kb or hooks.DEFAULT_MAX_KB,
+                                 index=hooks.index_file())
+    _report("mlsnap-no-large-files", findings,
+            "Model and data bytes belong in DVC: snapshot them with `mlsnap commit PATH`.")
+
+
+@hook.command("mlsnap-check-manifest")
+@FILES
+def check_manifest(files: tuple[str, ...]) -> None:
+    """Staged manifests are valid and agree with their .dvc files (hash, size).
+
+    FILES default to the staged files.
+    """
+    from mlsnap import hooks
+
+    root = _root()
+    paths = hooks.repo_paths(root, files) if files else None
+    findings = hooks.check_manifests(root, paths, index=hooks.index_file())
+    _report("mlsnap-check-manifest", findings,
+            "A snapshot must describe its bytes exactly; fix the files named above.")
+
+
+@hook.command("mlsnap-status")
+@click.argument("files", nargs=-1, type=click.Path(), required=False)
+def status(files: tuple[str, ...]) -> None:
+    """Block while a tracked artifact differs from its snapshot (FILES are ignored)."""
+    from mlsnap import hooks
+
+    _report("mlsnap-status", hooks.modified_artifacts(_root()),
+            "The snapshot at HEAD would no longer describe the workspace.")
+
+
+@hook.command("mlsnap-push")
+@click.argument("remote_name", required=False)
+@click.argument("remote_url", required=False)
+@click.option("--remote", "-r", "dvc_remote", default=None,
+              help="DVC remote (default: the default remote).")
+def push(remote_name: str | None, remote_url: str | None, dvc_remote: str | None) -> None:
+    """Pre-push: the bytes of every snapshot in the pushed commits are on the DVC remote.
+
+    Reads Git's pre-push input on stdin (or the pre-commit framework's PRE_COMMIT_* variables);
+    run by hand, it checks the snapshots at HEAD. What only the local cache holds is pushed.
+    """
+    from mlsnap import hooks
+
+    root = _root()
+    snapshots = _pushed_snapshots(root, remote_name)
+    report = hooks.push_snapshots(root, snapshots, remote=dvc_remote)
+    if report.pushed:
+        click.echo(f"mlsnap-push: uploaded {report.pushed} object(s) for the "
+                   f"{len(report.snapshots)} snapshot(s) being pushed")
+    _report("mlsnap-push", report.problems,
+            "Push blocked: others could not pull these snapshots.")
+
+
+def _pushed_snapshots(root: Path, remote_name: str | None) -> list[tuple[str, str]]:
+    from mlsnap import hooks
+
+    env = os.environ
+    name = remote_name or env.get("PRE_COMMIT_REMOTE_NAME") or "origin"
+    if env.get("PRE_COMMIT_FROM_REF") and env.get("PRE_COMMIT_TO_REF"):
+        ranges = [[env["PRE_COMMIT_TO_REF"], f"^{env['PRE_COMMIT_FROM_REF']}"]]
+    elif env.get("PRE_COMMIT_LOCAL_BRANCH"):  # the framework's first push of a whole history
+        ranges = [[env["PRE_COMMIT_LOCAL_BRANCH"], "--not", f"--remotes={name}"]]
+    elif remote_name is not None and not sys.stdin.isatty():
+        refs = hooks.parse_pre_push(sys.stdin.read())
+        ranges = hooks.push_ranges(root, refs, name)
+    else:
+        return hooks.snapshots_at(root)
+    found: list[tuple[str, str]] = []
+    for rev_args in ranges:
+        found += hooks.snapshots_in(root, rev_args)
+    return list(dict.fromkeys(found))
+
+
+@hook.command("mlsnap-pull")
+@click.argument("prev", required=False)
+@click.argument("new", required=False)
+@click.argument("flag", required=False)
+@click.pass_context
+def pull(ctx: click.Context, prev: str | None, new: str | None, flag: str | None) -> None:
+    """Post-checkout: restore the snapshot's bytes after a branch checkout (not in a rebase).
+
+    Takes Git's post-checkout arguments PREV NEW FLAG (or the pre-commit framework's variables).
+    """
+    from mlsnap import hooks
+    from mlsnap.cli import core
+
+    env = os.environ
+    prev = prev or env.get("PRE_COMMIT_FROM_REF")
+    new = new or env.get("PRE_COMMIT_TO_REF")
+    flag = flag or env.get("PRE_COMMIT_CHECKOUT_TYPE")
+    reason = hooks.skip_pull_reason(_root(), prev, new, flag)
+    if reason:
+        return
+    ctx.invoke(core.pull, name=None, force=False, strict_env=False, remote=None, python=None,
+               jobs=None)
+
+
+@click.group("hooks")
+def hooks_group() -> None:
+    """Plain git hooks (post-checkout pulls, pre-commit checks, pre-push pushes)."""
+
+
+@hooks_group.command("install")
+@click.option("--uninstall", is_flag=True,
+              help="Remove mlsnap's hooks and put back the hooks they chained.")
+def install(uninstall: bool) -> None:
+    """Install the hooks with this interpreter; an existing hook is kept and runs first."""
+    from mlsnap import hookscripts
+
+    root = _root()
+    changes = hookscripts.uninstall(root) if uninstall else hookscripts.install(root)
+    for change in changes:
+        click.echo(f"{change.hook}: {change.action} ({change.path})")
+
+
+COMMANDS: list[click.Command] = [hook, hooks_group]

@@ -1,0 +1,508 @@
+"""The checks behind ``mlsnap hook ID``: one function per hook id, each returning findings.
+
+The same checks serve two callers: the pre-commit framework (``.pre-commit-hooks.yaml``, which
+passes file names and ``PRE_COMMIT_*`` variables) and the plain scripts of ``mlsnap.hookscripts``
+(which pass Git's own arguments and stdin). Staged content
+is read from the index being committed, never from a checkout, so a partly staged file is judged
+by what would actually enter the commit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from mlsnap import gitrepo
+from mlsnap.errors import BadInput, ManifestInvalid, RemoteError
+from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, safe_load
+
+HOOK_IDS = ("mlsnap-no-large-files", "mlsnap-check-manifest", "mlsnap-status", "mlsnap-push",
+            "mlsnap-pull")
+MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".joblib", ".h5", ".keras", ".onnx",
+                  ".safetensors", ".bin", ".npz", ".parquet")
+DEFAULT_MAX_KB = 5 * 1024
+_ZERO_SHA = re.compile(r"^0+$")
+_MANIFEST_FILE = re.compile(rf"^{re.escape(MANIFEST_DIR)}/([^/]+)\.yaml$")
+_BLOB_MODES = ("100644", "100755")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem a hook found: where, and what to do about it."""
+
+    where: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem}"
+
+
+# --------------------------------------------------------------------------- staged content
+
+
+def index_file() -> Path | None:
+    """The index being committed when a hook runs (Git exports it for ``commit -a``, ``commit F``).
+
+    The plain hook scripts strip ``GIT_INDEX_FILE`` (it confuses nested Git calls) and pass it on
+    as ``MLSNAP_GIT_INDEX_FILE``; the pre-commit framework leaves ``GIT_INDEX_FILE`` in place.
+    Hooks run at the top of the work tree, so a relative path is taken from there.
+    """
+    raw = os.environ.get("MLSNAP_GIT_INDEX_FILE") or os.environ.get("GIT_INDEX_FILE")
+    return Path(os.path.abspath(raw)) if raw else None
+
+
+class Staged:
+    """Reads what a commit would hold: index content first, the work tree as a fallback."""
+
+    def __init__(self, root: Path, index: Path | None = None) -> None:
+        self.root = root
+        self.index = index
+
+    def git(self, args: Sequence[str], check: bool = True) -> bytes:
+        return gitrepo.run(self.root, ["--literal-pathspecs", *args], index=self.index,
+                           check=check).stdout
+
+    def changed(self) -> list[str]:
+        """Paths added or modified in the index relative to HEAD (all of them before a commit)."""
+        raw = self.git(["diff", "--cached", "--name-only", "-z", "--no-renames",
+                        "--diff-filter=ACMRT"])
+        return [p.decode(errors="surrogateescape") for p in raw.split(b"\0") if p]
+
+    def blobs(self, paths: Sequence[str]) -> dict[str, str]:
+        """Blob id of each regular file among ``paths`` in the index (symlinks, submodules out)."""
+        if not paths:
+            return {}
+        found = {}
+        for entry in self.git(["ls-files", "-s", "-z", "--", *paths]).split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            mode, sha, _stage = meta.decode().split()
+            if mode in _BLOB_MODES:
+                found[path.decode(errors="surrogateescape")] = sha
+        return found
+
+    def sizes(self, paths: Sequence[str]) -> dict[str, int]:
+        """Size in bytes of each path: the staged blob, else the work tree file."""
+        blobs = self.blobs(paths)
+        sizes: dict[str, int] = {}
+        if blobs:
+            order = list(blobs)
+            query = "".join(f"{blobs[p]}\n" for p in order).encode()
+            raw = gitrepo.run(self.root, ["cat-file", "--batch-check=%(objectsize)"],
+                              input=query).stdout.decode().split()
+            sizes.update({p: int(n) for p, n in zip(order, raw, strict=True)})
+        for path in paths:
+            if path not in sizes:
+                full = self.root / path
+                if full.is_file() and not full.is_symlink():
+                    sizes[path] = full.stat().st_size
+        return sizes
+
+    def lfs(self, paths: Sequence[str]) -> set[str]:
+        """Paths Git LFS stores (``filter=lfs``): their bytes do not enter Git."""
+        if not paths:
+            return set()
+        raw = self.git(["check-attr", "--cached", "-z", "filter", "--", *paths]).split(b"\0")
+        return {raw[i].decode(errors="surrogateescape") for i in range(0, len(raw) - 2, 3)
+                if raw[i + 2] == b"lfs"}
+
+    def read(self, path: str) -> bytes | None:
+        proc = gitrepo.run(self.root, ["cat-file", "blob", f":{path}"], index=self.index,
+                           check=False)
+        if proc.returncode == 0:
+            return proc.stdout
+        full = self.root / path
+        return full.read_bytes() if full.is_file() else None
+
+    def manifests(self) -> list[str]:
+        raw = self.git(["ls-files", "-z", "--", f"{MANIFEST_DIR}/"])
+        names = [p.decode(errors="surrogateescape") for p in raw.split(b"\0") if p]
+        return [p for p in names if manifest_name(p) is not None]
+
+
+def manifest_name(path: str) -> str | None:
+    """Snapshot name of a manifest path (``.mlsnap/<name>.yaml``), None for anything else."""
+    match = _MANIFEST_FILE.match(path)
+    if match is None or not is_valid_name(match.group(1)):
+        return None
+    return match.group(1)
+
+
+def repo_paths(root: Path, files: Iterable[str], cwd: Path | None = None) -> list[str]:
+    """File arguments (relative to ``cwd``) as repository-relative POSIX paths."""
+    base = cwd or Path.cwd()
+    out = []
+    for name in files:
+        rel = os.path.relpath(os.path.normpath(base / name), root)
+        if rel == ".." or rel.startswith(f"..{os.sep}"):
+            raise BadInput(name, f"is outside the repository {root}")
+        out.append(PurePosixPath(Path(rel)).as_posix())
+    return out
+
+
+# --------------------------------------------------------------------------- mlsnap-no-large-files
+
+
+def large_files(root: Path, files: Sequence[str] | None = None, *,
+                max_kb: int = DEFAULT_MAX_KB, index: Path | None = None) -> list[Finding]:
+    """Staged files that would put model or data bytes into Git (model suffix or too big)."""
+    staged = Staged(root, index)
+    paths = staged.changed() if files is None else list(files)
+    sizes = staged.sizes(paths)
+    paths = [p for p in paths if p in sizes]
+    skip = staged.lfs(paths)
+    limit = max_kb * 1024
+    findings = []
+    for path in paths:
+        if path in skip:
+            continue
+        suffix = PurePosixPath(path).suffix.lower()
+        size = sizes[path]
+        if suffix in MODEL_SUFFIXES:
+            why = f"a model/data file ({suffix}, {_human(size)})"
+        elif size > limit:
+            why = f"{_human(size)}, over the {_human(limit)} limit"
+        else:
+            continue
+        findings.append(Finding(path, f"{why}; keep its bytes out of Git: "
+                                      f"`git rm --cached -q {shlex.quote(path)}` then "
+                                      f"`mlsnap commit {shlex.quote(path)}`"))
+    return findings
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size} B"  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- mlsnap-check-manifest
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """What one ``.dvc`` file records about its output."""
+
+    file: str
+    path: str
+    md5: str | None
+    size: int | None
+
+
+def read_pointers(staged: Staged, dvc_file: str) -> list[Pointer] | Finding:
+    data = staged.read(dvc_file)
+    if data is None:
+        return []
+    try:
+        doc = safe_load(data, dvc_file)
+        outs = doc["outs"]
+        folder = PurePosixPath(dvc_file).parent
+        pointers = []
+        for out in outs:
+            md5 = out.get("md5")
+            size = out.get("size")
+            pointers.append(Pointer(dvc_file, (folder / str(out["path"])).as_posix(),
+                                    str(md5) if md5 is not None else None,
+                                    size if isinstance(size, int) else None))
+        return pointers
+    except ManifestInvalid as exc:
+        return Finding(dvc_file, f"not a valid DVC file: {exc.reason}")
+    except (KeyError, TypeError, AttributeError):
+        return Finding(dvc_file, "not a DVC pointer file (no outs list with path and md5)")
+
+
+def _disagree(manifest: str, path: str, md5: str, size: int | None,
+              ptr: Pointer) -> Finding | None:
+    if ptr.md5 == md5 and (size is None or ptr.size is None or ptr.size == size):
+        return None
+    return Finding(manifest, f"records {path} as md5 {md5}"
+                             + (f", size {size}" if size is not None else "")
+                             + f" but {ptr.file} has md5 {ptr.md5}"
+                             + (f", size {ptr.size}" if ptr.size is not None else "")
+                             + "; one of them was edited by hand: snapshot again with "
+                               f"`mlsnap commit {path}` or restore both from Git")
+
+
+def _expected(m: Manifest) -> list[tuple[str, str, int | None]]:
+    pairs: list[tuple[str, str, int | None]] = [(o.path, o.md5, o.size) for o in m.outputs]
+    if m.code.patch is not None:
+        pairs.append((m.code.patch.path, m.code.patch.md5, None))
+    return pairs
+
+
+def _check_one_manifest(staged: Staged, path: str) -> tuple[Manifest | None, list[Finding]]:
+    data = staged.read(path)
+    if data is None:
+        return None, []
+    try:
+        m = loads(data, path)
+    except ManifestInvalid as exc:
+        return None, [Finding(path, f"invalid manifest: {exc.reason}")]
+    findings = []
+    if m.name != manifest_name(path):
+        findings.append(Finding(path, f"name {m.name!r} does not match the file name"))
+    for out_path, md5, size in _expected(m):
+        pointers = read_pointers(staged, f"{out_path}.dvc")
+        if isinstance(pointers, Finding):
+            findings.append(pointers)
+            continue
+        match = [p for p in pointers if p.path == out_path]
+        if not match:
+            if not os.path.lexists(staged.root / out_path):
+                findings.append(Finding(path, f"records {out_path}, which is neither tracked by "
+                                              f"DVC ({out_path}.dvc is missing) nor present; "
+                                              f"stage {out_path}.dvc or snapshot again"))
+            continue
+        bad = _disagree(path, out_path, md5, size, match[0])
+        if bad:
+            findings.append(bad)
+    return m, findings
+
+
+def check_manifests(root: Path, files: Sequence[str] | None = None, *,
+                    index: Path | None = None) -> list[Finding]:
+    """Staged manifests are valid and agree with their ``.dvc`` files, and staged ``.dvc``
+    files agree with the manifests (in the index) that name their outputs."""
+    staged = Staged(root, index)
+    paths = staged.changed() if files is None else list(files)
+    manifests = [p for p in paths if manifest_name(p) is not None]
+    dvc_files = [p for p in paths if p.endswith(".dvc") and not p.startswith(".dvc/")]
+    findings: list[Finding] = []
+    for path in manifests:
+        findings += _check_one_manifest(staged, path)[1]
+    if dvc_files:
+        findings += _check_pointer_files(staged, dvc_files, skip=set(manifests))
+    return list(dict.fromkeys(findings))
+
+
+def _check_pointer_files(staged: Staged, dvc_files: Sequence[str],
+                         skip: set[str]) -> list[Finding]:
+    named: dict[str, list[tuple[str, str, int | None]]] = {}
+    for mpath in staged.manifests():
+        if mpath in skip:
+            continue  # checked against its pointers already
+        data = staged.read(mpath)
+        try:
+            m = loads(data or b"", mpath)
+        except ManifestInvalid:
+            continue  # reported when that manifest itself is staged
+        for out_path, md5, size in _expected(m):
+            named.setdefault(out_path, []).append((mpath, md5, size))
+    findings: list[Finding] = []
+    for dvc_file in dvc_files:
+        pointers = read_pointers(staged, dvc_file)
+        if isinstance(pointers, Finding):
+            findings.append(pointers)
+            continue
+        for ptr in pointers:
+            for mpath, md5, size in named.get(ptr.path, []):
+                bad = _disagree(mpath, ptr.path, md5, size, ptr)
+                if bad:
+                    findings.append(bad)
+    return findings
+
+
+# --------------------------------------------------------------------------- mlsnap-status
+
+
+def _has_snapshots(root: Path) -> bool:
+    from mlsnap import workspace
+
+    return ((root / ".dvc").is_dir() and (root / MANIFEST_DIR / "config.yaml").is_file()
+            and bool(workspace.manifest_names(root)))
+
+
+def modified_artifacts(root: Path) -> list[Finding]:
+    """Tracked paths whose workspace bytes changed after their snapshot."""
+    if not _has_snapshots(root):
+        return []
+    from mlsnap import restore
+
+    report = restore.status(check_remote=False, cwd=root)
+    return [Finding(p, "changed after its snapshot, so the snapshot no longer describes it: "
+                       f"record it with `mlsnap commit {shlex.quote(p)}` or restore it with "
+                       "`mlsnap pull --force`") for p in report.modified]
+
+
+# --------------------------------------------------------------------------- mlsnap-push
+
+
+@dataclass(frozen=True)
+class PushedRef:
+    """One line of Git's pre-push input."""
+
+    local_ref: str
+    local_sha: str
+    remote_ref: str
+    remote_sha: str
+
+
+@dataclass(frozen=True)
+class PushReport:
+    snapshots: list[tuple[str, str]]  # (commit, manifest path) checked
+    pushed: int
+    problems: list[Finding] = field(default_factory=list)
+
+
+def parse_pre_push(text: str) -> list[PushedRef]:
+    refs = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=3)
+        if len(parts) != 4:
+            raise BadInput("pre-push input", f"{line[:80]!r} is not "
+                           "'<local ref> <local sha> <remote ref> <remote sha>'")
+        refs.append(PushedRef(*parts))
+    return refs
+
+
+def push_ranges(root: Path, refs: Sequence[PushedRef], remote_name: str) -> list[list[str]]:
+    """``git rev-list`` arguments selecting the commits each ref sends."""
+    ranges = []
+    for ref in refs:
+        if _ZERO_SHA.match(ref.local_sha):
+            continue  # a deletion sends nothing
+        if not _ZERO_SHA.match(ref.remote_sha) and gitrepo.resolve(root, ref.remote_sha):
+            ranges.append([ref.local_sha, f"^{ref.remote_sha}"])
+        else:
+            # A new branch (or a remote tip we never fetched): what no remote-tracking ref has.
+            ranges.append([ref.local_sha, "--not", f"--remotes={remote_name}"])
+    return ranges
+
+
+def snapshots_in(root: Path, rev_args: Sequence[str]) -> list[tuple[str, str]]:
+    """(commit, manifest path) of every manifest added or changed by the selected commits."""
+    raw = gitrepo.run(root, ["log", "--format=@%H", "--name-only", "--no-renames",
+                             "--diff-filter=AM", *rev_args, "--", f"{MANIFEST_DIR}/"]).stdout
+    found: list[tuple[str, str]] = []
+    commit = ""
+    for line in raw.decode(errors="replace").splitlines():
+        if line.startswith("@"):
+            commit = line[1:]
+        elif line and manifest_name(line) is not None:
+            found.append((commit, line))
+    return list(dict.fromkeys(found))
+
+
+def snapshots_at(root: Path, rev: str = "HEAD") -> list[tuple[str, str]]:
+    sha = gitrepo.resolve(root, rev)
+    if sha is None:
+        return []
+    raw = gitrepo.run(root, ["ls-tree", "-z", "--name-only", sha, "--", f"{MANIFEST_DIR}/"]).stdout
+    paths = [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+    return [(sha, p) for p in paths if manifest_name(p) is not None]
+
+
+def push_snapshots(root: Path, snapshots: Sequence[tuple[str, str]], *,
+                   remote: str | None = None, jobs: int | None = None) -> PushReport:
+    """Make sure the remote holds the bytes of ``snapshots``: push what only the local cache
+    has, and report what neither has (nobody could pull those)."""
+    wanted: dict[str, list[str]] = {}  # md5 -> "commit:manifest: path" labels
+    problems: list[Finding] = []
+    for commit, mpath in snapshots:
+        where = f"{commit[:12]}:{mpath}"
+        try:
+            m = loads(gitrepo.show(root, commit, mpath) or b"", where)
+        except ManifestInvalid as exc:
+            problems.append(Finding(where, f"invalid manifest: {exc.reason}"))
+            continue
+        for out_path, md5, _size in _expected(m):
+            wanted.setdefault(md5, []).append(f"{where}: {out_path}")
+    if not wanted:
+        return PushReport(list(snapshots), 0, problems)
+    from mlsnap import workspace
+
+    workspace.require_ready(root)
+    pushed, lost, failed, remote_name = _sync_objects(root, list(wanted), remote, jobs)
+    for md5 in lost:
+        for label in wanted[md5]:
+            where, _, path = label.rpartition(": ")
+            problems.append(Finding(where, f"{path} ({md5}) is neither in the local cache nor "
+                                           f"on remote {remote_name!r}; whoever made this "
+                                           "snapshot must run `mlsnap push` first"))
+    for md5 in failed:
+        for label in wanted[md5]:
+            where, _, path = label.rpartition(": ")
+            problems.append(Finding(where, f"{path} ({md5}) could not be uploaded to remote "
+                                           f"{remote_name!r}; retry with `mlsnap push`"))
+    return PushReport(list(snapshots), pushed, problems)
+
+
+def _sync_objects(root: Path, md5s: Sequence[str], remote: str | None,
+                  jobs: int | None) -> tuple[int, list[str], list[str], str]:
+    """Push the local-only objects of ``md5s``; return (pushed, lost, failed, remote name).
+
+    Manifests of past commits may name ``.dvc`` files that are not in the work tree, so this
+    works on hashes through DVC's object layer instead of ``repo.push(targets)``.
+    """
+    from mlsnap import store
+
+    with store.open_repo(root) as repo:
+        from dvc.exceptions import DvcException
+        from dvc_data.hashfile.hash_info import HashInfo
+
+        name = remote or store.default_remote(repo)[0] or "default"
+        objs = {md5: HashInfo("md5", md5) for md5 in md5s}
+        try:
+            status = repo.cloud.status(set(objs.values()), jobs=jobs, remote=remote)
+        except (DvcException, OSError) as exc:
+            raise RemoteError(name, store.describe(exc)) from None
+        missing = {h.value for h in status.missing}
+        local_only = {h.value for h in status.new}
+        lost, push = [], []
+        for md5 in md5s:
+            ids = {md5} | _dir_entries(repo, md5)
+            if ids & missing:
+                lost.append(md5)
+            elif ids & local_only:
+                push.append(md5)
+        if not push:
+            return 0, lost, [], name
+        try:
+            result = repo.cloud.push({objs[m] for m in push}, jobs=jobs, remote=remote)
+        except (DvcException, OSError) as exc:
+            raise RemoteError(name, store.describe(exc)) from None
+        failed_ids = {h.value for h in result.failed}
+        failed = [m for m in push if ({m} | _dir_entries(repo, m)) & failed_ids]
+        return len(result.transferred), lost, failed, name
+
+
+def _dir_entries(repo: object, md5: str) -> set[str]:
+    from mlsnap import store
+
+    if not md5.endswith(".dir") or not store.in_cache(repo, md5):  # type: ignore[arg-type]
+        return set()
+    return {e["md5"] for e in store.dir_entries(repo, md5)}  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- mlsnap-pull
+
+
+def skip_pull_reason(root: Path, prev: str | None, new: str | None,
+                     flag: str | None) -> str | None:
+    """Why the post-checkout hook should not pull now, or None to pull."""
+    if flag is not None and flag != "1":
+        return "a file checkout, not a branch checkout"
+    git_dir = gitrepo.git_dir(root)
+    if (git_dir / "rebase-merge").is_dir() or (git_dir / "rebase-apply").is_dir() \
+            or "rebase" in os.environ.get("GIT_REFLOG_ACTION", ""):
+        return "a rebase is in progress"
+    if prev and new and prev == new:
+        return "HEAD did not move"
+    if not _has_snapshots(root):
+        return "no snapshots at this revision"
+    return None
+
+
+__all__ = ["DEFAULT_MAX_KB", "HOOK_IDS", "MODEL_SUFFIXES", "Finding", "PushReport", "PushedRef",
+           "check_manifests", "index_file", "large_files", "modified_artifacts", "parse_pre_push",
+           "push_ranges", "push_snapshots", "repo_paths", "skip_pull_reason", "snapshots_at",
+           "snapshots_in"]
