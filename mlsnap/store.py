@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,68 @@ def default_remote(repo: Repo) -> tuple[str | None, str | None]:
     return name, url
 
 
+_UNREACHABLE = re.compile(
+    r"connection refused|connect call failed|could not connect|connecterror|timed out"
+    r"|name or service not known|name resolution|no route to host|network is unreachable",
+    re.IGNORECASE)
+_AUTH_REFUSED = re.compile(
+    r"\b40[13]\b|forbidden|unauthori[sz]ed|not authori[sz]ed|permission denied|access ?denied"
+    r"|signaturedoesnotmatch|invalidaccesskeyid|invalidclienttokenid|authenticat",
+    re.IGNORECASE)
+
+
+def probe_remote(repo: Repo, remote: str | None = None, *, create: bool = False) -> None:
+    """Ask the remote about its own root, so a refused login or a dead server raises here.
+
+    DVC turns both into "missing files" warnings during a fetch. A root that does not exist
+    yet is fine: the first push creates it. WebDAV servers refuse to create a collection whose
+    parent is missing (409), and DVC does not make the parents, so ``create`` makes them.
+    """
+    store = repo.cloud.get_remote(remote)
+    try:
+        store.fs.info(store.path)
+    except FileNotFoundError:
+        if create and str(store.fs.protocol).startswith("webdav"):
+            _make_collections(store.fs.fs.client)
+
+
+def _make_collections(client: Any) -> None:
+    """MKCOL every collection of a WebDAV remote's base URL, outermost first (405: exists)."""
+    from urllib.parse import urlsplit
+
+    base = urlsplit(str(client.base_url))
+    segments = [s for s in base.path.split("/") if s]
+    for depth in range(1, len(segments) + 1):
+        url = base._replace(path="/" + "/".join(segments[:depth]) + "/").geturl()
+        response = client.http.request("MKCOL", url)
+        if response.status_code not in (201, 405):
+            response.raise_for_status()
+
+
+def remote_reason(repo: Repo, name: str, exc: BaseException) -> str:
+    """A one-line reason for a failed transfer: what happened, what to do; no secrets in it."""
+    # httpx appends a documentation link to every status error: noise on a one-line error.
+    detail = re.sub(r"\s*For more information check: \S+", "", describe(exc))
+    url = str(repo.config["remote"].get(name, {}).get("url", ""))
+    if "://" in url:  # a server, not a folder: say whether it is down or refused the login
+        if isinstance(exc, ConnectionError) or _UNREACHABLE.search(detail):
+            detail = (f"cannot reach the server: {detail}; check that it is running and that "
+                      "the remote's URL and endpointurl are right")
+        elif isinstance(exc, PermissionError) or _AUTH_REFUSED.search(detail):
+            detail = (f"the server refused the credentials: {detail}; set the right ones with "
+                      "`mlsnap remote set KEY VALUE --local`")
+    return _redact(repo, name, detail)
+
+
+def _redact(repo: Repo, name: str, text: str) -> str:
+    from mlsnap.environment import SECRET_NAME, env_secrets, redact_text
+
+    settings = repo.config["remote"].get(name, {})
+    secrets = [str(v) for k, v in settings.items() if SECRET_NAME.search(k) and v]
+    secrets = sorted(set(secrets) | set(env_secrets()), key=len, reverse=True)
+    return redact_text(text, secrets)
+
+
 def add(repo: Repo, paths: Sequence[str]) -> dict[str, Output]:
     """Track ``paths`` with DVC (one batched ``dvc add``); return DVC's own hashes by path."""
     from dvc.exceptions import DvcException
@@ -174,27 +237,28 @@ def read_dvc_file(root: Path, path: str) -> tuple[str, int | None] | None:
 def push(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
          remote: str | None = None, committed: str | None = None) -> int:
     """Upload the objects of ``targets`` (``.dvc`` files); return how many were sent."""
-    from dvc.exceptions import DvcException
-
     name = remote or default_remote(repo)[0] or "default"
     try:
+        probe_remote(repo, remote, create=True)
         return int(repo.push(targets=list(targets), jobs=jobs, remote=remote))
-    except (DvcException, OSError) as exc:
-        raise PushFailed(name, describe(exc), committed) from None
+    except Exception as exc:  # DVC's errors, OSError, and the plugins' own (httpx, botocore)
+        raise PushFailed(name, remote_reason(repo, name, exc), committed) from None
 
 
 def fetch(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
           remote: str | None = None) -> tuple[int, list[str]]:
     """Download what ``targets`` need into the cache; return (count, paths that failed)."""
-    from dvc.exceptions import DownloadError, DvcException
+    from dvc.exceptions import DownloadError
 
     name = remote or default_remote(repo)[0] or "default"
     try:
+        # DVC reports a refused login or a dead server as "missing files": ask first.
+        probe_remote(repo, remote)
         return int(repo.fetch(targets=list(targets), jobs=jobs, remote=remote)), []
     except DownloadError as exc:
         return 0, [f"{exc.amount} object(s)"]
-    except (DvcException, OSError) as exc:
-        raise RemoteError(name, describe(exc)) from None
+    except Exception as exc:
+        raise RemoteError(name, remote_reason(repo, name, exc)) from None
 
 
 def checkout(repo: Repo, targets: Sequence[str]) -> None:
@@ -266,13 +330,12 @@ def in_cache(repo: Repo, md5: str) -> bool:
 
 def remote_missing(repo: Repo, targets: Sequence[str], remote: str | None = None) -> list[str]:
     """Paths of ``targets`` whose objects are not on the remote."""
-    from dvc.exceptions import DvcException
-
     name = remote or default_remote(repo)[0] or "default"
     try:
+        probe_remote(repo, remote)
         status = repo.status(targets=list(targets), cloud=True, remote=remote)
-    except DvcException as exc:
-        raise RemoteError(name, describe(exc)) from None
+    except Exception as exc:
+        raise RemoteError(name, remote_reason(repo, name, exc)) from None
     return sorted(p for p, s in status.items() if s in ("new", "missing", "deleted"))
 
 
