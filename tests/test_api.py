@@ -1,0 +1,101 @@
+"""The Python API (`import mlsnap`): the CLI's flows, called from inside a training process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mlsnap
+from mlsnap import environment
+from mlsnap.errors import BadInput, MlsnapError, NotAGitRepo
+from tests.helpers import git, mlsnap as run_cli, sha256, train
+
+
+def test_import_mlsnap_stays_light() -> None:
+    code = ("import sys, mlsnap; mlsnap.Checkpointer; "
+            "print(sorted(m for m in ('dvc', 'dvc.repo', 'git', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_commit_records_this_process_not_the_active_virtualenv(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    monkeypatch.setenv("VIRTUAL_ENV", str(bare))  # a shell would say this venv is active
+    train(project)
+
+    result = mlsnap.commit("model.pkl", data=["data/train.csv"], params={"lr": 0.1},
+                           metrics={"accuracy": 0.5}, message="from python", repo=project)
+    recorded = result.manifest.environment
+    here = environment.this_process()
+    assert recorded.packages == here.packages
+    assert "dvc" in recorded.packages and "pytest" in recorded.packages
+    assert recorded.python == here.python
+
+    # The command line, run in the same shell, records the active venv instead: the contrast.
+    (project / "model.pkl").write_bytes(b"retrained")
+    run_cli(project, "commit", "model.pkl", "--name", "cli")
+    cli = mlsnap.show(name="cli", repo=project).environment
+    assert "dvc" not in cli.packages
+
+
+def test_the_api_works_from_a_subfolder_and_leaves_the_cwd_alone(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train(project)
+    monkeypatch.chdir(project / "data")
+    result = mlsnap.commit("../model.pkl", data=["train.csv"], metrics={"accuracy": 0.9},
+                           params={"optimizer": {"name": "adam"}}, message="first")
+    assert Path.cwd() == project / "data"
+    assert [o.path for o in result.manifest.artifacts] == ["model.pkl"]
+    assert [o.path for o in result.manifest.inputs] == ["data/train.csv"]
+    assert git(project, "rev-parse", "HEAD") == result.commit
+    assert result.pushed and result.pushed > 0
+
+    assert mlsnap.status().clean
+    (project / "model.pkl").write_bytes(b"changed")
+    report = mlsnap.status()
+    assert report.modified == ["model.pkl"] and not report.clean
+    shown = mlsnap.show()
+    assert shown.metrics == {"accuracy": 0.9} and shown.params == {"optimizer": {"name": "adam"}}
+    entries = mlsnap.log()
+    assert [e.commit for e in entries] == [result.commit]
+    assert entries[0].metrics == {"accuracy": 0.9}
+    assert Path.cwd() == project / "data"
+
+
+def test_pull_restores_a_fresh_clone_from_python(project: Path, tmp_path: Path) -> None:
+    train(project)
+    mlsnap.commit(["model.pkl"], data=["data/train.csv"], repo=project, push=False)
+    assert mlsnap.push(repo=project) > 0
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    assert not (clone / "model.pkl").exists()
+    pulled = mlsnap.pull(repo=clone)
+    assert sorted(pulled.restored) == ["data/train.csv", "model.pkl"]
+    assert sha256(clone / "model.pkl") == sha256(project / "model.pkl")
+    assert pulled.pickles == ["model.pkl"]
+    assert not pulled.drift["model"], "the same process pulls: no environment drift"
+    assert mlsnap.pull(repo=clone).restored == []  # nothing left to do
+
+
+def test_errors_are_mlsnap_errors_with_one_line_messages(tmp_path: Path) -> None:
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    with pytest.raises(NotAGitRepo, match="not inside a Git repository"):
+        mlsnap.commit("model.pkl", repo=outside)
+    assert os.getcwd() != str(outside)
+    with pytest.raises(MlsnapError) as info:
+        mlsnap.status(repo=outside)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_input_from_python_is_refused_like_the_cli(project: Path) -> None:
+    with pytest.raises(BadInput, match="no such file or directory"):
+        mlsnap.commit("missing.pkl", repo=project)
+    with pytest.raises(BadInput, match="not a commit, branch or tag"):
+        mlsnap.show("no-such-rev", repo=project)
