@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,10 @@ def quiet_dvc() -> None:
         log.setLevel(logging.DEBUG if os.environ.get("MLSNAP_DEBUG") else logging.INFO)
         log.propagate = bool(os.environ.get("MLSNAP_DEBUG"))
         log.handlers = [logging.NullHandler()]
+    if sys.stderr.isatty():
+        from dvc.ui import ui
+
+        ui.enable()  # DVC draws its hashing/transfer progress bars only when its console is on
 
 
 @contextlib.contextmanager
