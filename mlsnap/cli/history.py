@@ -52,8 +52,13 @@ def log_table(entries: Sequence[Any], width: int) -> list[str]:
     params = [flatten(e.params) for e in entries]
     metrics = [flatten(e.metrics) for e in entries]
     keys = sorted({k for p in params for k in p})
-    if len(entries) > 1:  # only what tells the snapshots apart
-        keys = [k for k in keys if len({_cell(p.get(k, "-")) for p in params}) > 1]
+    if len(entries) > 1:  # only what tells snapshots of the same name apart
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for e, p in zip(entries, params):
+            if e.manifest is not None:
+                groups.setdefault(e.name, []).append(p)
+        keys = [k for k in keys
+                if any(len({_cell(p.get(k, "-")) for p in g}) > 1 for g in groups.values())]
     mkeys = sorted({k for m in metrics for k in m})
     header = ["COMMIT", "DATE", "NAME", "TAGS", "MESSAGE", *keys, *mkeys]
     rows = []
@@ -66,12 +71,13 @@ def log_table(entries: Sequence[Any], width: int) -> list[str]:
     lines = [_join(header, widths, shown)]
     for e, row in zip(entries, rows):
         if e.error:  # one line, untruncated: the reason matters more than the layout
-            lines.append(_join(row[:3], widths[:3], 3) + f"  error: {e.error}")
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) +
+                         f"  error: {e.error}")
         else:
             lines.append(_join(row, widths, shown))
     if shown < len(header):
-        lines.append(f"({len(header) - shown} more column(s) do not fit: "
-                     f"{', '.join(header[shown:])}; use --json)")
+        note = f"(+{len(header) - shown} column(s): {', '.join(header[shown:])})"
+        lines.append(note if len(note) <= width else f"(+{len(header) - shown} column(s))")
     return lines
 
 
