@@ -122,3 +122,94 @@ def test_the_comparison_sees_a_single_flipped_bit() -> None:
     other["opt"]["state"][0].view(torch.int32)[1] ^= 1  # the smallest change a float can take
     with pytest.raises(AssertionError, match=r"opt.state\[0\] differs"):
         assert_same_tensors(state, other)
+
+
+def require(module: str):  # noqa: ANN201 - a module
+    """The framework for an adapter test; CI (MLSNAP_REQUIRE_TORCH=1) installs it, so no skip."""
+    if os.environ.get("MLSNAP_REQUIRE_TORCH") == "1":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+# Lightning's hints (dataloader workers) and its use of torch APIs newer torch deprecates.
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+def test_lightning_callback_saves_every_n_steps_and_resumes(tmp_path: Path) -> None:
+    pl = require("lightning.pytorch")
+    from mlsnap.adapters.lightning import MlsnapCheckpoint
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch: list, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.net(x), y)
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+        def train_dataloader(self) -> torch.utils.data.DataLoader:
+            g = torch.Generator().manual_seed(0)
+            data = torch.utils.data.TensorDataset(torch.randn(64, 4, generator=g),
+                                                  torch.randn(64, 1, generator=g))
+            return torch.utils.data.DataLoader(data, batch_size=8)
+
+    def trainer(max_steps: int, ckpt: Checkpointer) -> object:
+        return pl.Trainer(max_steps=max_steps, callbacks=[MlsnapCheckpoint(ckpt)], logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, accelerator="cpu", devices=1,
+                          default_root_dir=tmp_path)
+
+    directory = tmp_path / "ckpt"
+    settings = {"every": 4, "keep_last": 2, "keep_best": 1, "monitor": "train_loss",
+                "suffix": ".ckpt"}
+    ckpt = Checkpointer(directory, **settings)
+    trainer(10, ckpt).fit(Tiny())
+    steps = [c.step for c in ckpt.checkpoints()]
+    assert steps[-2:] == [8, 10] and set(steps) <= {4, 8, 10}  # 10: the end of training
+    assert all(isinstance(c.metrics["train_loss"], float) for c in ckpt.checkpoints())
+
+    again = Checkpointer(directory, **settings)
+    latest = again.resume()
+    assert latest is not None and latest.step == 10
+    resumed = trainer(14, again)
+    resumed.fit(Tiny(), ckpt_path=latest.path)
+    assert resumed.global_step == 14
+    assert [c.step for c in again.checkpoints()][-2:] == [12, 14]
+    saved = torch.load(again.latest().path, weights_only=False)
+    assert saved["global_step"] == 14 and saved["optimizer_states"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+def test_keras_callback_saves_each_epoch_and_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # the backend this machine has
+    keras = require("keras")
+    from mlsnap.adapters.keras import MlsnapKerasCheckpoint
+    from mlsnap.errors import BadInput
+
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = x @ np.arange(1.0, 5.0, dtype="float32")[:, None]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+
+    with pytest.raises(BadInput, match="suffix='.keras'"):
+        MlsnapKerasCheckpoint(Checkpointer(tmp_path / "bad"))
+    settings = {"every": 1, "keep_last": 1, "keep_best": 1, "suffix": ".keras"}
+    ckpt = Checkpointer(tmp_path / "ckpt", **settings)
+    model.fit(x, y, validation_split=0.25, epochs=3, verbose=0,
+              callbacks=[MlsnapKerasCheckpoint(ckpt)])
+    latest = ckpt.latest()
+    assert latest is not None and latest.step == 3 and "val_loss" in latest.metrics
+
+    restored = keras.models.load_model(ckpt.resume().path)
+    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+    restored.fit(x, y, validation_split=0.25, epochs=5, initial_epoch=latest.step, verbose=0,
+                 callbacks=[MlsnapKerasCheckpoint(Checkpointer(tmp_path / "ckpt", **settings))])
+    assert ckpt.latest().step == 5

@@ -1,0 +1,59 @@
+"""A PyTorch Lightning callback that saves through a ``mlsnap.Checkpointer``.
+
+    ckpt = mlsnap.Checkpointer("checkpoints", every=100, keep_last=2, keep_best=1,
+                               monitor="val_loss", suffix=".ckpt")
+    trainer = Trainer(callbacks=[MlsnapCheckpoint(ckpt)], enable_checkpointing=False)
+    latest = ckpt.resume()
+    trainer.fit(model, ckpt_path=latest.path if latest else None)
+
+Saves every ``ckpt.every`` optimizer steps (``trainer.global_step``) with
+``trainer.save_checkpoint`` (weights, optimizer, loops: everything ``ckpt_path`` resumes), and
+once more when training ends. Metrics are ``trainer.callback_metrics``: what ``self.log`` logged.
+Single device or DDP (rank 0 writes); strategies that write shards on every rank are not covered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+try:
+    from lightning.pytorch import Callback, LightningModule, Trainer
+except ImportError:  # the older package name
+    try:
+        from pytorch_lightning import Callback, LightningModule, Trainer
+    except ImportError:
+        raise ImportError("mlsnap.adapters.lightning needs PyTorch Lightning: "
+                          "pip install lightning") from None
+
+from mlsnap.checkpoint import Checkpoint, Checkpointer
+
+
+class MlsnapCheckpoint(Callback):  # type: ignore[misc]
+    def __init__(self, checkpointer: Checkpointer, *, save_on_train_end: bool = True) -> None:
+        self.checkpointer = checkpointer
+        self.save_on_train_end = save_on_train_end
+        self.last: Checkpoint | None = None
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        if self.checkpointer.due(trainer.global_step):
+            self._save(trainer, force=False)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        latest = self.checkpointer.latest()
+        if self.save_on_train_end and (latest is None or latest.step != trainer.global_step):
+            self._save(trainer, force=True)
+        if trainer.is_global_zero:
+            self.checkpointer.close()  # snapshot=True records the run here
+
+    def _save(self, trainer: Trainer, *, force: bool) -> None:
+        step = trainer.global_step
+        if step == 0:
+            return  # nothing trained yet
+        if not trainer.is_global_zero:
+            # save_checkpoint is collective (it waits for every rank) but only rank 0 writes.
+            trainer.save_checkpoint(Path(self.checkpointer.directory) / "unused")
+            return
+        self.last = self.checkpointer.save(step, trainer.save_checkpoint,
+                                           dict(trainer.callback_metrics), force=force)
