@@ -34,6 +34,8 @@ CODE_FILE = b"print('train')\n"
 
 def env() -> dict[str, str]:
     e = dict(os.environ)
+    # Byte-compiled modules, as in any installed tool (this checkout's shell turns them off).
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
     e.update({"DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATER": "1", "CI": "true",
               "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench",
               "GIT_AUTHOR_EMAIL": "bench@example.com", "GIT_COMMITTER_NAME": "bench",

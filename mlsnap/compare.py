@@ -13,7 +13,7 @@ from typing import Any
 
 from mlsnap import gitrepo, history, workspace
 from mlsnap.errors import NoSnapshot
-from mlsnap.manifest import Manifest, Output, jsonable, loads, manifest_path
+from mlsnap.manifest import Manifest, Output, jsonable, manifest_path
 
 MAX_CODE_LINES = 10
 
@@ -240,7 +240,7 @@ def _previous(root: Path, b: history.Snapshot) -> history.Snapshot:
             content = history.read_blobs(root, [found.blob]).get(found.blob)
             if content is None:
                 break
-            manifest = loads(content, source)
+            manifest = history.parse(content, source)
             return history.Snapshot(found.commit, b.name, found.blob,
                                     history.check_name(manifest, b.name, source))
     raise NoSnapshot(f"named {b.name!r} before {b.commit[:7]} to compare with; "

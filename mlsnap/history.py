@@ -7,6 +7,7 @@ manifests are cached by blob id (content-addressed, so a cache entry can never g
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -180,6 +181,7 @@ class _Fallback(Exception):
     """The fast path met something only the strict loader may judge (alias, merge, duplicate)."""
 
 
+@functools.lru_cache(maxsize=1)
 def _c_loader() -> type | None:
     """A libyaml loader that gives up, rather than deciding, on anything the strict one refuses.
 
@@ -207,8 +209,9 @@ def _c_loader() -> type | None:
     return _CPlain
 
 
-def parse(blob: bytes, source: str, loader: type | None = None) -> Manifest:
-    """Validate one manifest blob like ``manifest.loads``, through libyaml when it can."""
+def parse(blob: bytes, source: str, fast: bool = True) -> Manifest:
+    """Validate one manifest blob exactly like ``manifest.loads``, through libyaml when it can."""
+    loader = _c_loader() if fast else None
     if loader is None or len(blob) > 1024 * 1024:
         return loads(blob, source)
     try:
@@ -316,21 +319,22 @@ def log(name: str | None = None, limit: int | None = None, all_refs: bool = Fals
 
 def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) -> list[LogEntry]:
     cache = _Cache(gitrepo.common_dir(root) / "mlsnap" / "history.json")
-    todo = list(dict.fromkeys(f.blob for f in found if cache.get(f.blob) is None))
+    results = {blob: cache.get(blob) for blob in dict.fromkeys(f.blob for f in found)}
+    todo = [blob for blob, result in results.items() if result is None]
     contents = read_blobs(root, todo)
-    loader = _c_loader() if todo else None
     for blob in todo:
         try:
-            cache.put(blob, parse(contents[blob], blob, loader))
+            results[blob] = parse(contents[blob], blob)
         except ManifestInvalid as exc:
-            cache.put(blob, exc.reason)
+            results[blob] = exc.reason
         except KeyError:
-            pass  # not in the object store (a partial clone): reported below
+            continue  # not in the object store (a partial clone): reported below
+        cache.put(blob, results[blob])  # type: ignore[arg-type]
     cache.save()
     entries = []
     for f in found:
         source = f"{f.commit[:7]}:{manifest_path(f.name)}"
-        result = cache.get(f.blob)
+        result = results[f.blob]
         manifest, error = None, None
         if isinstance(result, Manifest):
             manifest = result
@@ -413,7 +417,8 @@ def at(root: Path, rev: str, name: str | None = None) -> Snapshot:
     chosen = pick_name(sorted(blobs), name_from_tag(rev, name), rev)
     source = f"{rev}:{manifest_path(chosen)}"
     content = read_blobs(root, [blobs[chosen]])[blobs[chosen]]
-    return Snapshot(sha, chosen, blobs[chosen], check_name(loads(content, source), chosen, source))
+    manifest = parse(content, source)
+    return Snapshot(sha, chosen, blobs[chosen], check_name(manifest, chosen, source))
 
 
 def show(rev: str | None = None, name: str | None = None, cwd: Path | None = None) -> Manifest:

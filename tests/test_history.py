@@ -437,10 +437,10 @@ def test_fast_reader_judges_exactly_like_the_strict_one(text: bytes) -> None:
     with pytest.raises(ManifestInvalid) as strict:
         loads(text, "src")
     with pytest.raises(ManifestInvalid) as fast:
-        history.parse(text, "src", history._c_loader())
+        history.parse(text, "src")
     assert str(fast.value) == str(strict.value)
 
 
 def test_fast_reader_reads_a_real_manifest_like_the_strict_one(repo: Repo) -> None:
     text = (repo.root / ".mlsnap" / "model.yaml").read_bytes()
-    assert history.parse(text, "m", history._c_loader()) == loads(text, "m")
+    assert history.parse(text, "m") == loads(text, "m")

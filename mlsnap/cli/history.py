@@ -31,10 +31,8 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
 
     entries = history.log(name=name, limit=limit, all_refs=all_refs)
     if as_json:
-        from mlsnap.manifest import jsonable
-
         # One object per line: still one valid JSON array, and greppable.
-        lines = [json.dumps(jsonable(e.to_dict()), allow_nan=False) for e in entries]
+        lines = [_json_line(e.to_dict()) for e in entries]
         click.echo("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
         return
     if not entries:
@@ -43,6 +41,15 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
         return
     for line in log_table(entries, shutil.get_terminal_size((120, 24)).columns):
         click.echo(line)
+
+
+def _json_line(value: dict[str, Any]) -> str:
+    text = json.dumps(value)
+    if "NaN" in text or "Infinity" in text:  # rare: redo it with NaN as "nan" (valid JSON)
+        from mlsnap.manifest import jsonable
+
+        text = json.dumps(jsonable(value), allow_nan=False)
+    return text
 
 
 def log_table(entries: Sequence[Any], width: int) -> list[str]:
