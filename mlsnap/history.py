@@ -1,15 +1,12 @@
 """Snapshots across Git history, read straight from Git objects (no checkout, no DVC).
 
 ``log`` costs one ``git log`` walk over ``.mlsnap/`` (which yields the blob id of every manifest
-version) plus one ``git cat-file --batch`` for the blobs it has not parsed before; parsed
-manifests are cached by blob id (content-addressed, so a cache entry can never go stale).
+version) plus one ``git cat-file --batch`` for the blobs it has not parsed before
+(``mlsnap.blobs`` parses them fast and caches them by blob id).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -17,23 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlsnap import gitrepo, workspace
+from mlsnap.blobs import Cache, parse
 from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
-from mlsnap.manifest import (
-    MANIFEST_DIR,
-    SCHEMA,
-    Code,
-    Environment,
-    Manifest,
-    Output,
-    Patch,
-    from_dict,
-    is_valid_name,
-    loads,
-    manifest_path,
-)
+from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
 
 # `name@v1.2.0`: the Git-tag model-registry form (see snapshot.tag_name).
 TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@v(?P<version>\d[0-9A-Za-z.+-]*)$")
@@ -174,124 +158,6 @@ def read_blobs(root: Path, blobs: Sequence[str]) -> dict[str, bytes]:
     return contents
 
 
-# --------------------------------------------------------------------------- parsing, cached
-
-
-class _Fallback(Exception):
-    """The fast path met something only the strict loader may judge (alias, merge, duplicate)."""
-
-
-@functools.lru_cache(maxsize=1)
-def _c_loader() -> type | None:
-    """A libyaml loader that gives up, rather than deciding, on anything the strict one refuses.
-
-    Only plain documents (no aliases, merge keys or duplicate keys) are decided here; for them
-    both loaders build the same data. Everything else goes to ``manifest.loads``.
-    """
-    base = getattr(yaml, "CSafeLoader", None)
-    if base is None:
-        return None
-
-    class _CPlain(base):  # type: ignore[valid-type, misc]
-        def construct_object(self, node: Any, deep: bool = False) -> Any:
-            if node in self.constructed_objects or node in self.recursive_objects:
-                raise _Fallback  # the same node reached twice: an alias
-            return super().construct_object(node, deep=deep)
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
-                raise _Fallback
-            mapping = super().construct_mapping(node, deep=deep)
-            if len(mapping) != len(node.value):
-                raise _Fallback  # a duplicate key
-            return mapping
-
-    return _CPlain
-
-
-def parse(blob: bytes, source: str, fast: bool = True) -> Manifest:
-    """Validate one manifest blob exactly like ``manifest.loads``, through libyaml when it can."""
-    loader = _c_loader() if fast else None
-    if loader is None or len(blob) > 1024 * 1024:
-        return loads(blob, source)
-    try:
-        doc = yaml.load(blob, Loader=loader)  # noqa: S506 - a CSafeLoader subclass
-    except (_Fallback, yaml.YAMLError, RecursionError, ValueError):
-        return loads(blob, source)
-    return from_dict(doc, source)
-
-
-class _Cache:
-    """Parsed manifests by blob id in ``<git dir>/mlsnap/history.json``; environments shared."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.key = f"{_CACHE_FORMAT}:{SCHEMA}:{_version()}"
-        self.blobs: dict[str, Any] = {}
-        self.envs: dict[str, Any] = {}
-        self.dirty = False
-        try:
-            doc = json.loads(path.read_bytes())
-            if doc.get("key") == self.key:
-                self.blobs, self.envs = doc["blobs"], doc["envs"]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # no cache, or an unreadable one: rebuild it
-
-    def get(self, blob: str) -> Manifest | str | None:
-        """The manifest, the reason it is invalid, or None when not cached."""
-        hit = self.blobs.get(blob)
-        if hit is None:
-            return None
-        try:
-            return hit["error"] if "error" in hit else _rebuild(hit["m"], self.envs[hit["e"]])
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def put(self, blob: str, result: Manifest | str) -> None:
-        if isinstance(result, str):
-            self.blobs[blob] = {"error": result}
-        else:
-            doc = result.to_dict()
-            env = doc.pop("environment")
-            env_key = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()
-            self.envs[env_key] = env
-            self.blobs[blob] = {"m": doc, "e": env_key}
-        self.dirty = True
-
-    def save(self) -> None:
-        if not self.dirty or len(self.blobs) > _CACHE_MAX_ENTRIES:
-            return
-        from mlsnap.fsutil import atomic_write
-
-        doc = {"key": self.key, "blobs": self.blobs, "envs": self.envs}
-        try:
-            atomic_write(self.path, json.dumps(doc, separators=(",", ":"), allow_nan=True).encode())
-        except OSError:
-            pass  # a read-only repository still gets its log, only slower next time
-
-
-def _version() -> str:
-    from mlsnap import __version__
-
-    return __version__
-
-
-def _rebuild(m: dict[str, Any], env: dict[str, Any]) -> Manifest:
-    """A ``Manifest`` from a cache entry that ``from_dict`` validated when it was stored."""
-    code = m["code"]
-    patch = code["patch"]
-    return Manifest(
-        name=m["name"], created=m["created"], message=m["message"],
-        code=Code(code["commit"], code["branch"], code["dirty"],
-                  Patch(patch["path"], patch["md5"]) if patch else None),
-        data_hash=m["data"]["hash"],
-        inputs=tuple(Output(**o) for o in m["data"]["inputs"]),
-        artifacts=tuple(Output(**o) for o in m["artifacts"]),
-        params=m["params"], metrics=m["metrics"],
-        environment=Environment(**env), schema=m["mlsnap"],
-    )
-
-
 def check_name(manifest: Manifest, name: str, source: str) -> Manifest:
     if manifest.name != name:
         raise ManifestInvalid(source, f"name {manifest.name!r} does not match the file name")
@@ -318,7 +184,7 @@ def log(name: str | None = None, limit: int | None = None, all_refs: bool = Fals
 
 
 def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) -> list[LogEntry]:
-    cache = _Cache(gitrepo.common_dir(root) / "mlsnap" / "history.json")
+    cache = Cache(gitrepo.common_dir(root) / "mlsnap" / "history.json")
     results = {blob: cache.get(blob) for blob in dict.fromkeys(f.blob for f in found)}
     todo = [blob for blob, result in results.items() if result is None]
     contents = read_blobs(root, todo)
@@ -349,6 +215,22 @@ def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) ->
         entries.append(LogEntry(f.commit, date, f.name, tags_for(tags, f.commit, f.name),
                                 manifest, error))
     return entries
+
+
+def is_shallow(root: Path) -> bool:
+    """Whether ``root`` is a shallow clone (no process: Git keeps the cut in ``.git/shallow``)."""
+    return (root / ".git" / "shallow").is_file()
+
+
+def shallow_note(cwd: Path | None = None) -> str | None:
+    """What ``log`` cannot show in a shallow clone, or None in a full one."""
+    here = (cwd or Path.cwd()).absolute()
+    # The nearest .git, found without starting a process (log counts its processes).
+    top = next((p for p in (here, *here.parents) if (p / ".git").exists()), None)
+    if top is None or not is_shallow(top):
+        return None
+    return ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
+            "commit are not listed; `git fetch --unshallow` brings them")
 
 
 def snapshots_of(root: Path, name: str, start: str) -> list[_Found]:
@@ -411,6 +293,9 @@ def at(root: Path, rev: str, name: str | None = None) -> Snapshot:
     """The snapshot ``name`` at ``rev`` (commit, branch, tag or ``name@vX.Y.Z``), validated."""
     sha = gitrepo.resolve(root, rev)
     if sha is None:
+        if is_shallow(root):
+            raise BadInput(rev, "is not in this shallow clone (git clone --depth cut its "
+                                "history); `git fetch --unshallow` brings the rest")
         raise BadInput(rev, "is not a commit, branch or tag in this repository "
                             "(see `mlsnap log --all` or `git tag`)")
     blobs = manifests_at(root, sha)

@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from mlsnap import api, compare, environment, history, snapshot
+from mlsnap import api, blobs, compare, environment, history, snapshot
 from mlsnap.errors import BadInput, ManifestInvalid
-from mlsnap.manifest import loads
+from mlsnap.manifest import loads, safe_load
 from tests.helpers import git, make_project, mlsnap, sha256
 
 BASE = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -437,10 +437,45 @@ def test_fast_reader_judges_exactly_like_the_strict_one(text: bytes) -> None:
     with pytest.raises(ManifestInvalid) as strict:
         loads(text, "src")
     with pytest.raises(ManifestInvalid) as fast:
-        history.parse(text, "src")
+        blobs.parse(text, "src")
     assert str(fast.value) == str(strict.value)
 
 
 def test_fast_reader_reads_a_real_manifest_like_the_strict_one(repo: Repo) -> None:
     text = (repo.root / ".mlsnap" / "model.yaml").read_bytes()
-    assert history.parse(text, "m") == loads(text, "m")
+    assert blobs.parse(text, "m") == loads(text, "m")
+
+
+@pytest.mark.parametrize("text", [
+    # a cut at column 0 inside a quoted scalar or a flow collection must not change the meaning
+    b"mlsnap: 1\nname: 'two\nlines: x'\n",
+    b"mlsnap: 1\nparams: {a: 1,\nb: 2}\n",
+    b"mlsnap: 1\nname: model\n...\nname: other\n",
+    b"mlsnap: 1\nname: &a model\nmessage: *a\n",
+    b"mlsnap: 1\nyes: 1\ntrue: 2\n",
+    b"# comment\nmlsnap: 1\nmessage: a\n  b\n",
+])
+def test_fast_reader_sections_agree_with_the_whole_document(text: bytes) -> None:
+    try:
+        fast_doc = blobs._load(text)
+    except Exception:  # the fast path gave up: the strict loader decides alone
+        fast_doc = None
+    if fast_doc is not None:
+        assert fast_doc == safe_load(text, "src")
+    try:
+        expected: Any = loads(text, "src")
+    except ManifestInvalid as exc:
+        expected = str(exc)
+    try:
+        got: Any = blobs.parse(text, "src")
+    except ManifestInvalid as exc:
+        got = str(exc)
+    assert got == expected
+
+
+def test_fast_reader_reads_shared_sections_once(repo: Repo) -> None:
+    text = (repo.root / ".mlsnap" / "model.yaml").read_bytes()
+    first = blobs.parse(text, "a")
+    second = blobs.parse(text.replace(b"message: fourth", b"message: again"), "b")
+    assert second.message == "again" and second.environment == first.environment
+    assert second.environment.packages is first.environment.packages  # parsed once
