@@ -11,6 +11,7 @@ script must then run inside an mlsnap-initialized Git repository).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 val_loss = torch.nn.functional.mse_loss(model(val_x), val_y)
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
-            saved = ckpt.save(step, lambda path: torch.save(state, path), {"val_loss": val_loss})
+            saved = ckpt.save(step, functools.partial(torch.save, state), {"val_loss": val_loss})
             if saved is not None:
                 print(f"step {step} val_loss {val_loss.item():.4f} -> {saved.name}", flush=True)
             if step == args.pause_at:

@@ -12,7 +12,8 @@ import pytest
 import mlsnap
 from mlsnap import environment
 from mlsnap.errors import BadInput, MlsnapError, NotAGitRepo
-from tests.helpers import git, mlsnap as run_cli, sha256, train
+from tests.helpers import git, sha256, train
+from tests.helpers import mlsnap as run_cli
 
 
 def test_import_mlsnap_stays_light() -> None:

@@ -17,9 +17,9 @@ from mlsnap import store
 from mlsnap.checkpoint import (
     INDEX_NAME,
     Checkpoint,
+    Checkpointer,
     CheckpointFailed,
     CheckpointIndexInvalid,
-    Checkpointer,
 )
 from mlsnap.errors import BadInput
 from mlsnap.fsutil import TMP_PREFIX
@@ -298,3 +298,15 @@ def test_snapshots_at_chosen_moments_then_resume_in_a_fresh_clone(
     assert pickle.loads(resumed.path.read_bytes()) == {"step": 10}
     assert {c.name: sha256(c.path) for c in fresh.checkpoints()} == kept
     assert fresh.resume(which="best").step == 2
+
+
+def test_the_plain_example_runs_and_resumes(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "train_plain.py"
+    first = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True,
+                           text=True, check=True)
+    assert "kept:   [30, 40, 50]" in first.stdout
+    assert "{'val_loss': 0.0}" in first.stdout  # the best, step 30
+    second = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True,
+                            text=True, check=True)
+    assert "resumed from step-000050-" in second.stdout
+    assert "kept:   [30, 40, 50]" in second.stdout

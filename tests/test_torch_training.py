@@ -124,7 +124,7 @@ def test_the_comparison_sees_a_single_flipped_bit() -> None:
         assert_same_tensors(state, other)
 
 
-def require(module: str):  # noqa: ANN201 - a module
+def require(module: str):  # returns the module
     """The framework for an adapter test; CI (MLSNAP_REQUIRE_TORCH=1) installs it, so no skip."""
     if os.environ.get("MLSNAP_REQUIRE_TORCH") == "1":
         return importlib.import_module(module)

@@ -15,7 +15,6 @@ Metrics are Keras' epoch logs (``loss``, ``val_loss``, ...). ``model.save`` need
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 try:

@@ -21,7 +21,7 @@ try:
     from lightning.pytorch import Callback, LightningModule, Trainer
 except ImportError:  # the older package name
     try:
-        from pytorch_lightning import Callback, LightningModule, Trainer
+        from pytorch_lightning import Callback, LightningModule, Trainer  # type: ignore[assignment]
     except ImportError:
         raise ImportError("mlsnap.adapters.lightning needs PyTorch Lightning: "
                           "pip install lightning") from None
@@ -29,7 +29,7 @@ except ImportError:  # the older package name
 from mlsnap.checkpoint import Checkpoint, Checkpointer
 
 
-class MlsnapCheckpoint(Callback):  # type: ignore[misc]
+class MlsnapCheckpoint(Callback):
     def __init__(self, checkpointer: Checkpointer, *, save_on_train_end: bool = True) -> None:
         self.checkpointer = checkpointer
         self.save_on_train_end = save_on_train_end
