@@ -139,6 +139,7 @@ _UNREACHABLE = re.compile(
     r"connection refused|connect call failed|could not connect|connecterror|timed out"
     r"|name or service not known|name resolution|no route to host|network is unreachable",
     re.IGNORECASE)
+_NO_CREDENTIALS = re.compile(r"unable to locate credentials|nocredentials", re.IGNORECASE)
 _AUTH_REFUSED = re.compile(
     r"\b40[13]\b|forbidden|unauthori[sz]ed|not authori[sz]ed|permission denied|access ?denied"
     r"|signaturedoesnotmatch|invalidaccesskeyid|invalidclienttokenid|authenticat",
@@ -182,6 +183,9 @@ def remote_reason(repo: Repo, name: str, exc: BaseException) -> str:
         if isinstance(exc, ConnectionError) or _UNREACHABLE.search(detail):
             detail = (f"cannot reach the server: {detail}; check that it is running and that "
                       "the remote's URL and endpointurl are right")
+        elif _NO_CREDENTIALS.search(detail):
+            detail = (f"no credentials are set for it ({detail}); add them with "
+                      "`mlsnap remote set KEY VALUE --local`")
         elif isinstance(exc, PermissionError) or _AUTH_REFUSED.search(detail):
             detail = (f"the server refused the credentials: {detail}; set the right ones with "
                       "`mlsnap remote set KEY VALUE --local`")
