@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import math
+import operator
 import os
 import re
 import shutil
@@ -127,7 +128,6 @@ class Checkpointer:
         self.push = push
         self.allow_dirty = allow_dirty
         self._saved_since_commit = 0
-        self._recovered = False  # readers never clean up: only the first save() does
         self.directory.mkdir(parents=True, exist_ok=True)
 
     # --- reading ---------------------------------------------------------------------------
@@ -176,19 +176,17 @@ class Checkpointer:
 
         Returns None when the step is not due (or when ``keep_last=0`` and it is not among the
         best). The checkpoint is complete on disk and listed in the index when this returns;
-        retention has removed what it no longer keeps. The first save also clears what a killed
-        run left behind (temporary names, names the index marks pending).
+        retention has removed what it no longer keeps. Each save first clears what a killed run
+        (or a failed save) left behind: temporary names, names the index marks pending.
         """
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise BadInput(f"save(step={step!r})", "the step must be a non-negative integer")
+        step = _step(step)
         if not force and not self.due(step):
             return None
         values = _plain_metrics(metrics or {})
         if self.keep_best and not _is_number(values.get(self.monitor)):
             raise BadInput(f"save(step={step})", f"metrics lack a number for {self.monitor!r}, "
                            f"which keep_best={self.keep_best} ranks by; pass it in metrics")
-        if not self._recovered:
-            self._recover()
+        self._recover()
         index = self._read()
         stamp = time.gmtime()
         name = self._free_name(step, stamp, index)
@@ -204,12 +202,16 @@ class Checkpointer:
             _remove(tmp)
             return None
         dropped = [c.name for c in index.entries if c not in kept]
-        self._write_index(_Index(index.entries, _existing(self.directory, index.pending) + [name]))
-        fault_point("checkpoint-before-rename")
-        os.replace(tmp, ckpt.path)
+        try:
+            self._write_index(_Index(index.entries, [name]))
+            fault_point("checkpoint-before-rename")
+            os.replace(tmp, ckpt.path)
+        except BaseException:
+            _remove(tmp)
+            raise
         _fsync_dir(self.directory)
         fault_point("checkpoint-after-rename")
-        self._write_index(_Index(kept, _existing(self.directory, index.pending + dropped)),
+        self._write_index(_Index(kept, _existing(self.directory, dropped)),
                           fault_step="checkpoint-index-temp")
         fault_point("checkpoint-before-delete")
         for dead in dropped:
@@ -306,7 +308,10 @@ class Checkpointer:
         atomic_write(self.index_path, text.encode(), fault_step=fault_step)
 
     def _recover(self) -> None:
-        """Finish what a killed run left: drop temporaries and the names marked pending."""
+        """Finish what a killed run (or a failed save) left: temporaries, names marked pending.
+
+        Only ``save`` calls this: readers never delete, so they can watch a running training.
+        """
         for entry in self.directory.iterdir():
             if entry.name.startswith(TMP_PREFIX):
                 _remove(entry)
@@ -317,7 +322,6 @@ class Checkpointer:
                 if name not in listed:
                     _remove(self.directory / name)
             self._write_index(_Index(index.entries, []))
-        self._recovered = True
 
 
 def _read_index(directory: Path) -> _Index:
@@ -386,6 +390,17 @@ def _default_name(directory: Path) -> str:
     from mlsnap.manifest import is_valid_name
 
     return directory.name if is_valid_name(directory.name) else "checkpoints"
+
+
+def _step(step: Any) -> int:
+    """Steps are integers: Python's, or anything that converts exactly (numpy, 0-d tensors)."""
+    try:
+        value = operator.index(step) if not isinstance(step, bool) else -1
+    except TypeError:
+        value = -1
+    if value < 0:
+        raise BadInput(f"save(step={step!r})", "the step must be a non-negative integer")
+    return value
 
 
 def _is_number(value: Any) -> bool:

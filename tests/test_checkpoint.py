@@ -310,3 +310,13 @@ def test_the_plain_example_runs_and_resumes(tmp_path: Path) -> None:
                             text=True, check=True)
     assert "resumed from step-000050-" in second.stdout
     assert "kept:   [30, 40, 50]" in second.stdout
+
+
+def test_steps_may_be_numpy_integers_but_not_negative_or_fractional(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    saved = ckpt.save(np.int64(7), pickle_fn(7), {"val_loss": 0.1})
+    assert saved is not None and saved.step == 7 and type(saved.step) is int
+    for bad in (-1, 2.0, True, "3"):
+        with pytest.raises(BadInput, match="non-negative integer"):
+            ckpt.save(bad, pickle_fn(0), {"val_loss": 0.1})
