@@ -87,6 +87,18 @@ class HashMismatch(CheckFailed):
         )
 
 
+class InterruptedCommit(CheckFailed):
+    """Snapshot files differ from HEAD: an ``mlsnap commit`` stopped before its Git commit."""
+
+    def __init__(self, files: Iterable[str]) -> None:
+        names = " ".join(sorted(files))
+        super().__init__(
+            f"{names} differ from HEAD: an `mlsnap commit` did not finish (or they were edited); "
+            f"run `mlsnap commit` again to complete the snapshot, or `git checkout HEAD -- {names}` "
+            "to drop it"
+        )
+
+
 class MissingObjects(MlsnapError):
     def __init__(self, paths: Iterable[str], remote: str) -> None:
         names = ", ".join(sorted(paths))

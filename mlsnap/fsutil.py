@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -63,6 +64,23 @@ def remove_stale_temps(directory: Path) -> int:
         for entry in directory.iterdir():
             if entry.name.startswith(TMP_PREFIX) and entry.is_file():
                 entry.unlink()
+                removed += 1
+    return removed
+
+
+# DVC copies into "<dir>/.<22 url-safe chars>.tmp" and renames; a crash or a full disk leaves
+# these behind, in the cache as in the workspace.
+DVC_TMP = re.compile(r"^\.[A-Za-z0-9_-]{22}\.tmp$")
+
+
+def remove_dvc_temps(directory: Path) -> int:
+    """Delete DVC's partial copies directly in ``directory``; return how many."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in directory.iterdir():
+            if DVC_TMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
                 removed += 1
     return removed
 

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 from mlsnap import environment, store, workspace
 from mlsnap.environment import Drift
-from mlsnap.errors import HashMismatch, MissingObjects, RemoteError, WouldOverwrite
+from mlsnap.errors import (
+    HashMismatch,
+    InterruptedCommit,
+    MissingObjects,
+    RemoteError,
+    WouldOverwrite,
+)
+from mlsnap.fsutil import fault_point
 from mlsnap.manifest import Manifest
 from mlsnap.snapshot import _check_pointers
 
@@ -47,7 +54,8 @@ class StatusReport:
 
     @property
     def clean(self) -> bool:
-        return not (self.modified or self.missing or self.not_on_remote)
+        # A remote that could not be asked is not known to hold the bytes: not clean.
+        return not (self.modified or self.missing or self.not_on_remote or self.remote_error)
 
 
 def _clean_partial_copies(root: Path, paths: Sequence[str]) -> None:
@@ -128,8 +136,10 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
             missing += _verify(repo, path, md5)
         if missing:
             raise MissingObjects(missing, remote_name if need else "default")
+        fault_point("pull-before-checkout")
         if todo:
             store.checkout(repo, [store.dvc_file(p) for p, _ in todo])
+        fault_point("pull-after-checkout")
     current_env = env if env is not None else environment.capture(python)
     drift = {m.name: environment.drift(m.environment, current_env) for m in manifests}
     restored = [p for p, _ in todo]
@@ -144,6 +154,9 @@ def status(name: str | None = None, *, python: str | None = None, remote: str | 
     workspace.require_ready(root)
     manifests = workspace.load_all(root, name)
     _check_pointers(root, manifests)
+    pending = workspace.unfinished(root, manifests)
+    if pending:  # the workspace may match them, but no commit records them yet
+        raise InterruptedCommit(pending)
     tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
     modified, missing = [], []
     not_on_remote: list[str] = []

@@ -18,8 +18,20 @@ from urllib.parse import urlsplit
 
 from mlsnap import config as configmod
 from mlsnap import environment, gitrepo, params, store, workspace
-from mlsnap.errors import BadInput, ManifestInvalid, MlsnapError, PushFailed
-from mlsnap.fsutil import atomic_write, fault_point, remove_stale_temps, repo_lock
+from mlsnap.errors import (
+    BadInput,
+    InterruptedCommit,
+    ManifestInvalid,
+    MlsnapError,
+    PushFailed,
+)
+from mlsnap.fsutil import (
+    atomic_write,
+    fault_point,
+    remove_dvc_temps,
+    remove_stale_temps,
+    repo_lock,
+)
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Code,
@@ -184,6 +196,8 @@ def commit(
         raise BadInput(f"--tag {tag}", f"tag {tag_ref} already exists; choose a new version")
 
     with repo_lock(gitrepo.git_dir(root) / "mlsnap.lock"):
+        head = gitrepo.head(root)  # again: a commit that held the lock may have moved HEAD
+        _check_index_unlocked(root)
         remove_stale_temps(root / MANIFEST_DIR)
         prev = previous_manifest(root, name)
         artifacts = [workspace.to_repo_path(root, p, cwd) for p in paths]
@@ -225,9 +239,11 @@ def commit(
 
         # Files committed to Git before (`git add -A` caught the data) move to DVC: they leave
         # the index in this snapshot's commit; the files themselves stay untouched.
-        moved = gitrepo.tracked(root, recorded)
+        # HEAD too: a commit killed after `git rm --cached` left them only in HEAD's tree.
+        moved = sorted(set(gitrepo.tracked(root, recorded))
+                       | set(gitrepo.tracked_at_head(root, recorded)))
         if moved:
-            gitrepo.run(root, ["rm", "-r", "--cached", "--quiet", "--", *moved])
+            gitrepo.run(root, ["rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", *moved])
         fault_point("before-dvc-add")
         with store.open_repo(root) as repo:
             try:
@@ -235,6 +251,7 @@ def commit(
             except BaseException:
                 if moved:  # put the index back as it was
                     gitrepo.run(root, ["reset", "-q", "HEAD", "--", *moved], check=False)
+                _remove_partial_objects(repo)
                 raise
             fault_point("after-dvc-add")
             branch = gitrepo.branch(root)
@@ -270,7 +287,10 @@ def commit(
             to_stage = [f for f in dict.fromkeys(to_stage) if (root / f).exists()]
             subject = f"mlsnap: {name}: {message or 'snapshot'}".splitlines()[0]
             fault_point("before-git-commit")
-            sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved)
+            if moved or gitrepo.changed_since_head(root, to_stage):
+                sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved)
+            else:  # HEAD already holds this exact snapshot (a rerun after a kill after commit)
+                sha = gitrepo.head(root)
             fault_point("after-git-commit")
             if tag_ref:
                 gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
@@ -285,6 +305,23 @@ def commit(
                     raise PushFailed(exc.remote, exc.reason, committed=sha) from None
                 fault_point("after-push")
     return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved))
+
+
+def _remove_partial_objects(repo: Any) -> None:
+    """Drop the temp files a failed ``dvc add`` (a full disk, say) left in the cache."""
+    files = Path(repo.cache.local.path)
+    for folder in (files, *(p for p in files.glob("??") if p.is_dir())):
+        remove_dvc_temps(folder)
+
+
+def _check_index_unlocked(root: Path) -> None:
+    """Fail with Git's own message when another Git process holds the index.
+
+    mlsnap commits through a private index, but then updates the real one; a lock held by
+    someone else is theirs to remove, never ours.
+    """
+    if (gitrepo.git_dir(root) / "index.lock").exists():
+        gitrepo.run(root, ["add", "--refresh", "--", "."])
 
 
 def _check_paths(root: Path, artifacts: list[str], inputs: list[str]) -> None:
@@ -331,6 +368,9 @@ def _check_pointers(root: Path, manifests: Sequence[Manifest]) -> None:
                                   f"{manifest_path(m.name)} records {path}; restore it with "
                                   f"`git checkout -- {store.dvc_file(path)}`")
             if pointer[0] != md5:
+                pending = workspace.unfinished(root, [m])
+                if pending:  # a commit killed after `dvc add`, not tampering
+                    raise InterruptedCommit(pending)
                 raise ManifestInvalid(manifest_path(m.name), f"{path}: hash {md5} disagrees with "
                                       f"{store.dvc_file(path)} ({pointer[0]}); one was edited by hand")
 

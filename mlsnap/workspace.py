@@ -90,3 +90,36 @@ def to_repo_path(root: Path, user_path: str, cwd: Path | None = None) -> str:
     except ManifestInvalid as exc:
         raise BadInput(user_path, exc.reason.split(": ", 1)[-1]) from None
     return rel
+
+
+def unfinished(root: Path, manifests: list[Manifest]) -> list[str]:
+    """Manifests and ``.dvc`` pointers that differ from HEAD (or are new): the trace of an
+    ``mlsnap commit`` killed between writing them and its Git commit."""
+    files = [manifest_path(m.name) for m in manifests]
+    files += [f"{p}.dvc" for m in manifests for p, _ in m.tracked]
+    raw = gitrepo.run(root, ["status", "--porcelain=v1", "-z", "--untracked-files=all",
+                             "--", *files]).stdout
+    changed = []
+    entries = iter(raw.split(b"\x00"))
+    for entry in entries:
+        if len(entry) > 3:
+            changed.append(entry[3:].decode(errors="replace"))
+            if entry[:1] in (b"R", b"C"):
+                next(entries, None)  # the source path of a rename follows
+    return sorted(set(changed) & set(files))
+
+
+def is_shallow(root: Path) -> bool:
+    """Whether ``root`` is a shallow clone (no process: Git keeps the cut in ``.git/shallow``)."""
+    return (root / ".git" / "shallow").is_file()
+
+
+def shallow_note(cwd: Path | None = None) -> str | None:
+    """What history cannot show in a shallow clone, or None in a full one."""
+    here = (cwd or Path.cwd()).absolute()
+    # The nearest .git, found without starting a process (log counts its processes).
+    top = next((p for p in (here, *here.parents) if (p / ".git").exists()), None)
+    if top is None or not is_shallow(top):
+        return None
+    return ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
+            "commit are not listed; `git fetch --unshallow` brings them")

@@ -27,9 +27,12 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
 
     The table shows the params that differ between the listed snapshots, and every metric.
     """
-    from mlsnap import history
+    from mlsnap import history, workspace
 
     entries = history.log(name=name, limit=limit, all_refs=all_refs)
+    note = workspace.shallow_note()
+    if note:
+        click.echo(note, err=True)
     if as_json:
         # One object per line: still one valid JSON array, and greppable.
         lines = [_json_line(e.to_dict()) for e in entries]
