@@ -128,6 +128,11 @@ class Checkpointer:
         self.push = push
         self.allow_dirty = allow_dirty
         self._saved_since_commit = 0
+        if snapshot:  # fail now, not after hours of training
+            from mlsnap import workspace
+
+            here = next(p for p in self.directory.parents if p.is_dir())
+            workspace.require_ready(workspace.find_root(here))
         self.directory.mkdir(parents=True, exist_ok=True)
 
     # --- reading ---------------------------------------------------------------------------

@@ -273,8 +273,8 @@ def test_a_reader_never_deletes_what_a_writer_has_in_flight(tmp_path: Path) -> N
 
 def test_snapshots_at_chosen_moments_then_resume_in_a_fresh_clone(
         project: Path, tmp_path: Path) -> None:
-    directory = project / "checkpoints"
     before = int(git(project, "rev-list", "--count", "HEAD"))
+    directory = project / "runs" / "one" / "checkpoints"  # none of these folders exist yet
     with Checkpointer(directory, every=2, keep_last=2, keep_best=1, snapshot=True,
                       snapshot_every=3, message="training run") as ckpt:
         run_steps(ckpt, range(1, 11))  # five saves: one commit after the third
@@ -292,7 +292,7 @@ def test_snapshots_at_chosen_moments_then_resume_in_a_fresh_clone(
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(project), str(clone))
     mlsnap(clone, "pull")
-    fresh = Checkpointer(clone / "checkpoints", every=2, keep_last=2, keep_best=1)
+    fresh = Checkpointer(clone / "runs" / "one" / "checkpoints", every=2, keep_last=2, keep_best=1)
     resumed = fresh.resume()
     assert isinstance(resumed, Checkpoint) and resumed.step == 10
     assert pickle.loads(resumed.path.read_bytes()) == {"step": 10}
@@ -320,3 +320,14 @@ def test_steps_may_be_numpy_integers_but_not_negative_or_fractional(tmp_path: Pa
     for bad in (-1, 2.0, True, "3"):
         with pytest.raises(BadInput, match="non-negative integer"):
             ckpt.save(bad, pickle_fn(0), {"val_loss": 0.1})
+
+
+def test_snapshot_outside_an_initialized_repo_fails_before_training(tmp_path: Path) -> None:
+    from mlsnap.errors import NotAGitRepo, NotInitialized
+
+    with pytest.raises(NotAGitRepo):
+        Checkpointer(tmp_path / "ckpt", snapshot=True)
+    git(tmp_path, "init", "-q")
+    with pytest.raises(NotInitialized, match="mlsnap init"):
+        Checkpointer(tmp_path / "ckpt", snapshot=True)
+    assert not (tmp_path / "ckpt").exists()
