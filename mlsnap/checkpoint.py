@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,8 +226,17 @@ class Checkpointer:
             self._write_index(_Index(kept, []))
         self._saved_since_commit += 1
         if self.snapshot and self.snapshot_every and self._saved_since_commit >= self.snapshot_every:
-            self.commit()
+            self._snapshot_during_training()
         return ckpt
+
+    def _snapshot_during_training(self) -> None:
+        """A snapshot that cannot be taken (code edited mid-run, remote down) must not end the
+        training: warn, keep the checkpoint, try again at the next one and at the end."""
+        try:
+            self.commit()
+        except MlsnapError as exc:
+            warnings.warn(f"mlsnap: snapshot of {self.directory} not taken, training goes on: "
+                          f"{exc}", RuntimeWarning, stacklevel=3)
 
     def commit(self, *, message: str | None = None, params: Mapping[str, Any] | None = None,
                metrics: Mapping[str, Any] | None = None, tag: str | None = None,

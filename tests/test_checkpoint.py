@@ -331,3 +331,20 @@ def test_snapshot_outside_an_initialized_repo_fails_before_training(tmp_path: Pa
     with pytest.raises(NotInitialized, match="mlsnap init"):
         Checkpointer(tmp_path / "ckpt", snapshot=True)
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_snapshot_that_fails_mid_training_warns_and_training_goes_on(project: Path) -> None:
+    from mlsnap.errors import DirtyWorktree
+
+    before = git(project, "rev-parse", "HEAD")
+    (project / "train.py").write_text("# edited while training\n")
+    ckpt = Checkpointer(project / "checkpoints", snapshot=True, snapshot_every=1)
+    with pytest.warns(RuntimeWarning, match="not taken, training goes on: tracked code"):
+        saved = ckpt.save(1, pickle_fn(1), {"val_loss": 0.5})
+    assert saved is not None and ckpt.latest() == saved
+    assert git(project, "rev-parse", "HEAD") == before
+    with pytest.raises(DirtyWorktree):  # the end of training says it plainly
+        ckpt.close()
+    git(project, "checkout", "--", "train.py")
+    ckpt.close()  # the retry records what was saved
+    assert git(project, "rev-parse", "HEAD") != before
