@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -114,13 +115,21 @@ def build(root: Path, n: int) -> None:
     git(root, "reset", "-q", "--hard", "main")
 
 
-def timed(root: Path, argv: list[str]) -> float:
+def timed(root: Path, argv: list[str]) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one run of ``argv``.
+
+    CPU time is reported beside wall time because this machine is shared: under load the wall
+    clock measures the neighbours as much as the command.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=root, capture_output=True, env=env(), check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -156,21 +165,26 @@ def main() -> None:
     }
     if not args.no_dvc:
         commands["dvc exp show -A --json"] = [py, "-m", "dvc", "exp", "show", "-A", "--json"]
-    times: dict[str, list[float]] = {k: [] for k in commands}
+    walls: dict[str, list[float]] = {k: [] for k in commands}
+    cpus: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(args.runs):
         for label, argv in commands.items():
             if "(cold)" in label:
                 cache.unlink(missing_ok=True)
-            times[label].append(timed(root, argv))
+            wall, cpu = timed(root, argv)
+            walls[label].append(wall)
+            cpus[label].append(cpu)
 
-    medians = {k: statistics.median(v) for k, v in times.items()}
+    medians = {k: statistics.median(v) for k, v in walls.items()}
+    cpu_medians = {k: statistics.median(v) for k, v in cpus.items()}
     floor = medians["git log --oneline"]
     ref = medians.get("dvc exp show -A --json")
-    print(f"\n{args.snapshots} snapshots, median of {args.runs} alternating runs:")
-    print(f"{'command':34} {'median s':>9} {'x git log':>10} {'dvc / this':>11}")
+    print(f"\n{args.snapshots} snapshots, median of {args.runs} alternating runs "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
+    print(f"{'command':34} {'wall s':>8} {'cpu s':>7} {'x git log':>10} {'dvc / this':>11}")
     for label, med in medians.items():
         vs_dvc = f"{ref / med:10.1f}x" if ref else "-"
-        print(f"{label:34} {med:9.3f} {med / floor:9.1f}x {vs_dvc:>11}")
+        print(f"{label:34} {med:8.3f} {cpu_medians[label]:7.3f} {med / floor:9.1f}x {vs_dvc:>11}")
     if args.keep is None:
         shutil.rmtree(base)
 

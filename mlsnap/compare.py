@@ -265,7 +265,7 @@ def _value(v: Any) -> str:
 
 def _side(s: Side) -> str:
     label = s.commit[:7] + (f" ({', '.join(s.tags)})" if s.tags else "")
-    return label if s.rev in (s.commit[:7], s.commit) else f"{s.rev} = {label}"
+    return label if s.rev in (s.commit[:7], s.commit, *s.tags) else f"{s.rev} = {label}"
 
 
 def render(d: SnapshotDiff) -> str:

@@ -7,6 +7,7 @@ version) plus one ``git cat-file --batch`` for the blobs it has not parsed befor
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -369,7 +370,8 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
     here = cwd or Path.cwd()
     root = workspace.find_root(here)
     snap = at(root, rev, name)
-    dest = here / (out if out is not None else f"{snap.name}-{snap.commit[:7]}")
+    dest = Path(os.path.normpath(here / (out if out is not None else
+                                         f"{snap.name}-{snap.commit[:7]}")))
     artifacts = snap.manifest.artifacts
     if not artifacts:
         raise NoSnapshot(f"with artifacts at {rev} ({manifest_path(snap.name)} records none)")
