@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mlsnap.errors import BadInput, MlsnapError
-from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point
+from mlsnap.fsutil import TMP_PREFIX, _fsync_dir, atomic_write, fault_point
 
 if TYPE_CHECKING:
     from mlsnap.snapshot import CommitResult
@@ -480,15 +480,6 @@ def _looks_intact(ckpt: Checkpoint) -> bool:
         return ckpt.path.is_file() and ckpt.path.stat().st_size == ckpt.size
     except OSError:
         return False
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _fsync_tree(path: Path) -> None:
