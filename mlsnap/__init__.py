@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "commit", "pull", "push", "show", "log", "status", "init",
-           "Checkpointer", "MlsnapError"]
+__all__ = ["__version__", "commit", "pull", "push", "show", "log", "status", "init", "diff",
+           "tag", "get", "Checkpointer", "MlsnapError"]
 
 _LAZY = {
     "commit": "mlsnap.api",
@@ -21,12 +21,15 @@ _LAZY = {
     "log": "mlsnap.api",
     "status": "mlsnap.api",
     "init": "mlsnap.api",
+    "diff": "mlsnap.api",
+    "tag": "mlsnap.api",
+    "get": "mlsnap.api",
     "Checkpointer": "mlsnap.checkpoint",
     "MlsnapError": "mlsnap.errors",
 }
 
 if TYPE_CHECKING:
-    from mlsnap.api import commit, init, log, pull, push, show, status
+    from mlsnap.api import commit, diff, get, init, log, pull, push, show, status, tag
     from mlsnap.checkpoint import Checkpointer
     from mlsnap.errors import MlsnapError
 

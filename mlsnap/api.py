@@ -136,3 +136,32 @@ def log(*, name: str | None = None, limit: int | None = None, all_refs: bool = F
     from mlsnap import history
 
     return list(history.log(name=name, limit=limit, all_refs=all_refs, cwd=_cwd(repo)))
+
+
+def diff(rev_a: str | None = None, rev_b: str | None = None, *, name: str | None = None,
+         repo: PathLike | None = None) -> Any:
+    """What changed between two snapshots (default: HEAD's and the previous one of that name)."""
+    from mlsnap import compare
+
+    return compare.diff(rev_a, rev_b, name, cwd=_cwd(repo))
+
+
+def tag(name: str, version: str, rev: str = "HEAD", *, repo: PathLike | None = None) -> Any:
+    """Tag the snapshot ``name`` at ``rev`` as ``name@vVERSION`` (annotated, strict SemVer)."""
+    from mlsnap import history
+
+    return history.tag(name, version, rev, cwd=_cwd(repo))
+
+
+def get(rev: str, *, name: str | None = None, out: PathLike | None = None,
+        repo: PathLike | None = None, jobs: int | None = None) -> Any:
+    """Copy the artifacts of the snapshot at ``rev`` into ``out``, verified; HEAD untouched.
+
+    A relative ``out`` starts at ``repo`` (default: the current directory).
+    """
+    from mlsnap import history
+
+    cwd = _cwd(repo)
+    with _at_root(cwd):
+        return history.get(rev, name, os.fspath(out) if out is not None else None, jobs=jobs,
+                           cwd=cwd)

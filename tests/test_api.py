@@ -100,3 +100,23 @@ def test_bad_input_from_python_is_refused_like_the_cli(project: Path) -> None:
         mlsnap.commit("missing.pkl", repo=project)
     with pytest.raises(BadInput, match="not a commit, branch or tag"):
         mlsnap.show("no-such-rev", repo=project)
+
+
+def test_compare_tag_and_get_two_snapshots_from_python(project: Path, tmp_path: Path) -> None:
+    train(project)
+    trained = sha256(project / "model.pkl")
+    first = mlsnap.commit("model.pkl", metrics={"accuracy": 0.5}, repo=project, push=False)
+    (project / "model.pkl").write_bytes(b"better model")
+    second = mlsnap.commit("model.pkl", metrics={"accuracy": 0.75}, repo=project, push=False)
+
+    changes = mlsnap.diff(first.commit, second.commit, repo=project)
+    (delta,) = [m for m in changes.metrics if m.key == "accuracy"]
+    assert (delta.old, delta.new, delta.delta) == (0.5, 0.75, 0.25)
+
+    tagged = mlsnap.tag("model", "1.0.0", first.commit, repo=project)
+    assert tagged.tag == "model@v1.0.0" and tagged.commit == first.commit
+    got = mlsnap.get("model@v1.0.0", out=tmp_path / "v1", repo=project)
+    assert sha256(tmp_path / "v1" / "model.pkl") == trained
+    assert (project / "model.pkl").read_bytes() == b"better model"
+    assert got.commit == first.commit
+    assert git(project, "rev-parse", "HEAD") == second.commit
