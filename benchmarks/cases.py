@@ -233,6 +233,11 @@ class Bench:
                   f"{_size(small)} model", "<= 1.10x", big / little <= 1.10, unit="MiB")
         return [row]
 
+    def log(self) -> list[Row]:
+        from benchmarks.history_case import log_rows
+
+        return log_rows(self)
+
     # ----------------------------------------------------------------- rows
 
     def _ratio_row(self, operation: str, res: dict[str, list[tuple[float, int]]],

@@ -16,15 +16,32 @@ def _normalize(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _name_version(dist):
+    """Name and Version from the metadata headers alone.
+
+    ``dist.metadata`` and ``dist.version`` each run the email parser over the whole file, long
+    description included: that was most of the time of ``mlsnap env``, ``commit`` and ``pull``.
+    The headers end at the first blank line; the first Name/Version header wins, as there.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    found = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key in ("name", "version") and key not in found:
+            found[key] = value.strip()
+    return found.get("name"), found.get("version")
+
+
 def packages():
     from importlib import metadata
 
     found = {}
     for dist in metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
+        name, version = _name_version(dist)
         if not name:
             continue
-        found.setdefault(_normalize(name), dist.version)  # first on sys.path wins, as at import
+        found.setdefault(_normalize(name), version)  # first on sys.path wins, as at import
     return dict(sorted(found.items()))
 
 
