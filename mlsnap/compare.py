@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo, history, workspace
+from mlsnap import blobs, gitrepo, history, workspace
 from mlsnap.errors import NoSnapshot
 from mlsnap.manifest import Manifest, Output, jsonable, manifest_path
 
@@ -35,7 +35,7 @@ class MetricDelta:
 
     @property
     def changed(self) -> bool:
-        return self.old != self.new
+        return not _equal(self.old, self.new)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class SnapshotDiff:
             return o.to_dict() if o else None
 
         code = self.code
-        return jsonable({
+        result: dict[str, Any] = jsonable({
             "name": self.name,
             "a": {"rev": self.a.rev, "commit": self.a.commit, "tags": list(self.a.tags)},
             "b": {"rev": self.b.rev, "commit": self.b.commit, "tags": list(self.b.tags)},
@@ -111,6 +111,7 @@ class SnapshotDiff:
                 "old": code.old, "new": code.new, "count": code.count,
                 "commits": list(code.lines), "error": code.error},
         })
+        return result
 
 
 # --------------------------------------------------------------------------- computing
@@ -138,7 +139,9 @@ def _equal(a: Any, b: Any) -> bool:
     # NaN metrics and params are equal to themselves here: "unchanged", not "changed".
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
-    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b  # True is not the number 1 here
+    return bool(a == b)
 
 
 def _is_number(v: Any) -> bool:
@@ -150,8 +153,10 @@ def metric_deltas(old: dict[str, Any], new: dict[str, Any]) -> list[MetricDelta]
     deltas = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
-        delta = relative = None
-        if _is_number(va) and _is_number(vb):
+        delta: float | None = None
+        relative: float | None = None
+        if isinstance(va, (int, float)) and isinstance(vb, (int, float)) \
+                and _is_number(va) and _is_number(vb):
             delta = vb - va
             if va != 0 and math.isfinite(va):
                 relative = delta / abs(va)
@@ -240,7 +245,7 @@ def _previous(root: Path, b: history.Snapshot) -> history.Snapshot:
             content = history.read_blobs(root, [found.blob]).get(found.blob)
             if content is None:
                 break
-            manifest = history.parse(content, source)
+            manifest = blobs.parse(content, source)
             return history.Snapshot(found.commit, b.name, found.blob,
                                     history.check_name(manifest, b.name, source))
     raise NoSnapshot(f"named {b.name!r} before {b.commit[:7]} to compare with; "
@@ -299,13 +304,13 @@ def render(d: SnapshotDiff) -> str:
             lines.append(f"  {_mark(c)} {c.key} " + (_value(c.new) if c.old is None else
                          _value(c.old) if c.new is None else f"{c.old} -> {c.new}"))
     if d.code:
-        c = d.code
-        count = "unknown" if c.count is None else str(c.count)
-        lines.append(f"code: {c.old[:7]}..{c.new[:7]}: {count} commit(s)"
-                     + (f" ({c.error})" if c.error else ""))
-        lines += [f"  {line}" for line in c.lines]
-        if c.count is not None and c.count > len(c.lines):
-            lines.append(f"  ... and {c.count - len(c.lines)} more")
+        code = d.code
+        count = "unknown" if code.count is None else str(code.count)
+        lines.append(f"code: {code.old[:7]}..{code.new[:7]}: {count} commit(s)"
+                     + (f" ({code.error})" if code.error else ""))
+        lines += [f"  {line}" for line in code.lines]
+        if code.count is not None and code.count > len(code.lines):
+            lines.append(f"  ... and {code.count - len(code.lines)} more")
     if d.same:
         lines.append("no differences")
     return "\n".join(lines)

@@ -330,7 +330,7 @@ def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None) -> 
 
     root = workspace.find_root(cwd)
     workspace.check_name(name)
-    bare = version[1:] if version.startswith("v") else version
+    bare = version.removeprefix("v")
     if not SEMVER_RE.match(bare):
         raise BadInput(f"VERSION {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
     ref = f"{name}@v{bare}"
