@@ -92,8 +92,9 @@ class InterruptedCommit(CheckFailed):
 
     def __init__(self, files: Iterable[str]) -> None:
         names = " ".join(sorted(files))
+        verb = "differs" if len(names.split()) == 1 else "differ"
         super().__init__(
-            f"{names} differ from HEAD: an `mlsnap commit` did not finish (or they were edited); "
+            f"{names} {verb} from HEAD: an `mlsnap commit` did not finish (or they were edited); "
             f"run `mlsnap commit` again to complete the snapshot, or `git checkout HEAD -- {names}` "
             "to drop it"
         )

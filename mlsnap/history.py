@@ -218,22 +218,6 @@ def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) ->
     return entries
 
 
-def is_shallow(root: Path) -> bool:
-    """Whether ``root`` is a shallow clone (no process: Git keeps the cut in ``.git/shallow``)."""
-    return (root / ".git" / "shallow").is_file()
-
-
-def shallow_note(cwd: Path | None = None) -> str | None:
-    """What ``log`` cannot show in a shallow clone, or None in a full one."""
-    here = (cwd or Path.cwd()).absolute()
-    # The nearest .git, found without starting a process (log counts its processes).
-    top = next((p for p in (here, *here.parents) if (p / ".git").exists()), None)
-    if top is None or not is_shallow(top):
-        return None
-    return ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
-            "commit are not listed; `git fetch --unshallow` brings them")
-
-
 def snapshots_of(root: Path, name: str, start: str) -> list[_Found]:
     """Snapshot commits of ``name`` reachable from ``start``, newest first (one ``git log``)."""
     return _walk(root, name, False, start=start)
@@ -294,7 +278,7 @@ def at(root: Path, rev: str, name: str | None = None) -> Snapshot:
     """The snapshot ``name`` at ``rev`` (commit, branch, tag or ``name@vX.Y.Z``), validated."""
     sha = gitrepo.resolve(root, rev)
     if sha is None:
-        if is_shallow(root):
+        if workspace.is_shallow(root):
             raise BadInput(rev, "is not in this shallow clone (git clone --depth cut its "
                                 "history); `git fetch --unshallow` brings the rest")
         raise BadInput(rev, "is not a commit, branch or tag in this repository "

@@ -291,6 +291,7 @@ def commit(
                 sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved)
             else:  # HEAD already holds this exact snapshot (a rerun after a kill after commit)
                 sha = gitrepo.head(root)
+                gitrepo.sync_index(root, to_stage)  # the kill may have beaten the index update
             fault_point("after-git-commit")
             if tag_ref:
                 gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
