@@ -11,7 +11,7 @@ Then times, alternating the commands run after run (median of --runs):
   git log --oneline          the floor: a bare history walk
   mlsnap show TAG --json, mlsnap diff TAG_A TAG_B --json, mlsnap diff (default pair)
 
-Usage:  python benchmarks/bench_history.py [--snapshots 1000] [--runs 5] [--keep DIR]
+Usage:  python benchmarks/bench_history.py [--snapshots 1000] [--runs 5] [--keep DIR [--reuse]]
 """
 
 from __future__ import annotations
@@ -138,16 +138,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", type=Path, default=None, help="Build the repo here and keep it.")
     parser.add_argument("--no-dvc", action="store_true", help="Skip `dvc exp show` (slow).")
+    parser.add_argument("--reuse", action="store_true",
+                        help="With --keep: reuse the repository built there by an earlier run.")
     args = parser.parse_args()
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="mlsnap-bench-history-"))
     root = base / "repo"
-    if root.exists():
-        shutil.rmtree(root)
-    started = time.perf_counter()
-    build(root, args.snapshots)
-    print(f"built {args.snapshots} snapshot commits in {time.perf_counter() - started:.1f} s "
-          f"({root})")
+    if args.reuse and args.keep and root.is_dir():
+        print(f"reusing {root}")
+    else:
+        if root.exists():
+            shutil.rmtree(root)
+        started = time.perf_counter()
+        build(root, args.snapshots)
+        print(f"built {args.snapshots} snapshot commits in {time.perf_counter() - started:.1f} s "
+              f"({root})")
 
     py = sys.executable
     last = (args.snapshots // 100) - 1

@@ -186,9 +186,17 @@ class Cache:
 
 
 def _version() -> str:
-    from mlsnap import __version__
+    """mlsnap's version and a digest of the validating code: a stricter validator, even
+    within one version (an editable install), must not trust what a laxer one accepted."""
+    from mlsnap import __version__, manifest
 
-    return __version__
+    digest = hashlib.sha1()
+    for module in (manifest.__file__, __file__):
+        try:
+            digest.update(Path(module or "").read_bytes())
+        except OSError:
+            digest.update(b"?")
+    return f"{__version__}:{digest.hexdigest()[:12]}"
 
 
 def _rebuild(m: dict[str, Any], env: dict[str, Any]) -> Manifest:

@@ -480,3 +480,24 @@ def test_fast_reader_reads_shared_sections_once(repo: Repo) -> None:
     second = blobs.parse(text.replace(b"message: fourth", b"message: again"), "b")
     assert second.message == "again" and second.environment == first.environment
     assert second.environment.packages is first.environment.packages  # parsed once
+
+
+def test_cache_round_trip_gives_the_same_manifest(repo: Repo, tmp_path: Path) -> None:
+    text = (repo.root / ".mlsnap" / "model.yaml").read_bytes()
+    manifest = blobs.parse(text, "m")
+    cache = blobs.Cache(tmp_path / "history.json")
+    cache.put("b1", manifest)
+    cache.put("b2", "params: not valid")
+    cache.save()
+    again = blobs.Cache(tmp_path / "history.json")
+    assert again.get("b1") == manifest and again.get("b2") == "params: not valid"
+    assert again.get("unknown") is None
+    (tmp_path / "history.json").write_text("{not json")
+    assert blobs.Cache(tmp_path / "history.json").get("b1") is None  # a broken cache is ignored
+
+
+def test_get_reports_objects_missing_from_the_remote(copy: Repo, tmp_path: Path) -> None:
+    shutil.rmtree(copy.root / ".dvc" / "cache")  # s4 was never pushed
+    proc = mlsnap(copy.root, "get", "model@v1.1.0", "-o", str(tmp_path / "out"), check=1)
+    assert "not found in the cache or on remote" in proc.stderr and "model.pkl" in proc.stderr
+    assert not (tmp_path / "out" / "model.pkl").exists()
