@@ -2,9 +2,9 @@
 
 The same checks serve two callers: the pre-commit framework (``.pre-commit-hooks.yaml``, which
 passes file names and ``PRE_COMMIT_*`` variables) and the plain scripts of ``mlsnap.hookscripts``
-(which pass Git's own arguments and stdin). Staged content
-is read from the index being committed, never from a checkout, so a partly staged file is judged
-by what would actually enter the commit.
+(which pass Git's own arguments and stdin). Staged content is read from the index being
+committed, never from a checkout, so a partly staged file is judged by what would actually enter
+the commit. Only the push check opens DVC, and only when the pushed commits hold snapshots.
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from mlsnap import gitrepo
 from mlsnap.errors import BadInput, ManifestInvalid, RemoteError
 from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, safe_load
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 HOOK_IDS = ("mlsnap-no-large-files", "mlsnap-check-manifest", "mlsnap-status", "mlsnap-push",
             "mlsnap-pull")
@@ -176,11 +180,14 @@ def large_files(root: Path, files: Sequence[str] | None = None, *,
 
 
 def _human(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return f"{size} B"  # pragma: no cover
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
 
 
 # --------------------------------------------------------------------------- mlsnap-check-manifest
@@ -475,12 +482,12 @@ def _sync_objects(root: Path, md5s: Sequence[str], remote: str | None,
         return len(result.transferred), lost, failed, name
 
 
-def _dir_entries(repo: object, md5: str) -> set[str]:
+def _dir_entries(repo: Repo, md5: str) -> set[str]:
     from mlsnap import store
 
-    if not md5.endswith(".dir") or not store.in_cache(repo, md5):  # type: ignore[arg-type]
+    if not md5.endswith(".dir") or not store.in_cache(repo, md5):
         return set()
-    return {e["md5"] for e in store.dir_entries(repo, md5)}  # type: ignore[arg-type]
+    return {str(e["md5"]) for e in store.dir_entries(repo, md5)}
 
 
 # --------------------------------------------------------------------------- mlsnap-pull

@@ -131,24 +131,33 @@ def _pushed_snapshots(root: Path, remote_name: str | None) -> list[tuple[str, st
 @click.argument("prev", required=False)
 @click.argument("new", required=False)
 @click.argument("flag", required=False)
-@click.pass_context
-def pull(ctx: click.Context, prev: str | None, new: str | None, flag: str | None) -> None:
+def pull(prev: str | None, new: str | None, flag: str | None) -> None:
     """Post-checkout: restore the snapshot's bytes after a branch checkout (not in a rebase).
 
     Takes Git's post-checkout arguments PREV NEW FLAG (or the pre-commit framework's variables).
     """
-    from mlsnap import hooks
-    from mlsnap.cli import core
+    from mlsnap import hooks, restore
 
     env = os.environ
     prev = prev or env.get("PRE_COMMIT_FROM_REF")
     new = new or env.get("PRE_COMMIT_TO_REF")
     flag = flag or env.get("PRE_COMMIT_CHECKOUT_TYPE")
-    reason = hooks.skip_pull_reason(_root(), prev, new, flag)
-    if reason:
+    root = _root()
+    if hooks.skip_pull_reason(root, prev, new, flag):
         return
-    ctx.invoke(core.pull, name=None, force=False, strict_env=False, remote=None, python=None,
-               jobs=None)
+    result = restore.pull(cwd=root)
+    # Short on purpose: this prints on every checkout (`mlsnap pull` shows the full report).
+    for path in result.restored:
+        click.echo(f"mlsnap: restored {path}")
+    names = ", ".join(f".mlsnap/{m.name}.yaml" for m in result.manifests)
+    click.echo(f"mlsnap: the workspace matches {names} (verified)")
+    if result.pickles:
+        click.echo("mlsnap: restored pickles are intact, which does not make them safe to load; "
+                   "load pickles only from people you trust")
+    for name, drift in result.drift.items():
+        if drift:
+            summary = drift.table().splitlines()[0]
+            click.echo(f"mlsnap: {name}: {summary}; `mlsnap status` shows the table")
 
 
 @click.group("hooks")
