@@ -356,16 +356,17 @@ def fetch_at(repo: Repo, rev: str, targets: Sequence[str], *, jobs: int | None =
     workspace, the index and HEAD are left alone. Objects it cannot find are reported later,
     when the caller verifies the cache against the manifest.
     """
-    from dvc.exceptions import DownloadError, DvcException
+    from dvc.exceptions import DownloadError
 
     name = remote or default_remote(repo)[0] or "default"
     try:
+        probe_remote(repo, remote)  # a refused login or a dead server is not "missing objects"
         return int(repo.fetch(targets=list(targets), revs=[rev], workspace=False, jobs=jobs,
                               remote=remote))
     except DownloadError:
         return 0
-    except (DvcException, OSError) as exc:
-        raise RemoteError(name, describe(exc)) from None
+    except Exception as exc:  # DVC's errors, OSError, and the plugins' own (httpx, botocore)
+        raise RemoteError(name, remote_reason(repo, name, exc)) from None
 
 
 def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
