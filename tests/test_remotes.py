@@ -188,6 +188,9 @@ def test_wrong_secret_is_one_clear_line_and_never_echoed(server: Server, prefix:
     assert_clean_error(pull.stdout, pull.stderr, server.secrets())
     assert "refused the credentials" in pull.stderr
     assert not (root / "model.pkl").exists()
+    got = mlsnap(root, "get", "HEAD", "-o", "out", check=1)
+    assert_clean_error(got.stdout, got.stderr, server.secrets())
+    assert "refused the credentials" in got.stderr
 
 
 def test_object_deleted_on_server_pull_names_the_missing_path(server: Server, prefix: str,
