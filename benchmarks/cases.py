@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.harness import (
+    Command,
     GiB,
     MiB,
-    Command,
     Row,
     Shell,
     Side,

@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,7 +207,8 @@ class Row:
         return self.mlsnap / self.peer
 
 
-def alternate(shell: Shell, mine: Side, peer: Side, runs: int) -> dict[str, list[tuple[float, int]]]:
+def alternate(shell: Shell, mine: Side, peer: Side,
+              runs: int) -> dict[str, list[tuple[float, int]]]:
     """Run both sides ``runs`` times, alternating which goes first; (seconds, RSS) per run."""
     results: dict[str, list[tuple[float, int]]] = {mine.label: [], peer.label: []}
     for i in range(runs):

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                       Sizes.quick() if args.quick else Sizes.full(), args.runs)
         for case in args.only or CASES:
             t0 = time.perf_counter()
-            case_rows = getattr(bench, {"help": "help_env", "commit": "commit_model"}.get(case, case))()
+            method = {"help": "help_env", "commit": "commit_model"}.get(case, case)
+            case_rows = getattr(bench, method)()
             rows += case_rows
             print(f"  {case}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     finally:

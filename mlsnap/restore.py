@@ -6,6 +6,7 @@ cache or remote object is moved aside and reported, never restored.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,30 @@ def _verify(repo: Repo, path: str, md5: str) -> list[str]:
     return missing
 
 
+def _stage(repo: Repo, root: Path, path: str, md5: str,
+           staged: dict[str, tuple[Path, str]]) -> list[str]:
+    """Verify a file object while copying it beside ``path`` (``store.verified_copy``);
+    return it when missing. A corrupt object raises ``HashMismatch`` after being moved aside."""
+    state, actual, tmp = store.verified_copy(repo, md5, root / path)
+    if state == "missing":
+        return [path]
+    if state == "corrupt":
+        store.quarantine(repo, md5)
+        raise HashMismatch(path, md5, str(actual), "the cached")
+    assert tmp is not None
+    staged[path] = (tmp, md5)
+    return []
+
+
+def _move_in(repo: Repo, root: Path, path: str, tmp: Path, md5: str) -> None:
+    """Put a verified copy in place (atomic rename) and record its hash in DVC's state DB."""
+    if "isexec: true" in (root / store.dvc_file(path)).read_text(errors="replace"):
+        mode = tmp.stat().st_mode
+        os.chmod(tmp, mode | (mode & 0o444) >> 2)
+    os.replace(tmp, root / path)
+    store.record_hash(repo, root / path, md5)
+
+
 def _present(repo: Repo, md5: str) -> bool:
     return all(store.in_cache(repo, oid) for _, oid in _objects(repo, md5))
 
@@ -132,14 +157,25 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
             remote_name = remote or store.default_remote(repo)[0] or "default"
             fetched, _ = store.fetch(repo, need, jobs=jobs, remote=remote)
         missing: list[str] = []
-        for path, md5 in todo:
-            missing += _verify(repo, path, md5)
-        if missing:
-            raise MissingObjects(missing, remote_name if need else "default")
-        fault_point("pull-before-checkout")
-        if todo:
-            store.checkout(repo, [store.dvc_file(p) for p, _ in todo])
-        fault_point("pull-after-checkout")
+        staged: dict[str, tuple[Path, str]] = {}  # files: verified copies, moved in once all pass
+        try:
+            for path, md5 in todo:
+                if md5.endswith(".dir") or (root / path).is_dir():
+                    missing += _verify(repo, path, md5)
+                else:
+                    missing += _stage(repo, root, path, md5, staged)
+            if missing:
+                raise MissingObjects(missing, remote_name if need else "default")
+            fault_point("pull-before-checkout")
+            for path, (tmp, md5) in staged.items():
+                _move_in(repo, root, path, tmp, md5)
+            rest = [store.dvc_file(p) for p, _ in todo if p not in staged]
+            if rest:
+                store.checkout(repo, rest)
+            fault_point("pull-after-checkout")
+        finally:
+            for tmp, _ in staged.values():
+                tmp.unlink(missing_ok=True)
     current_env = env if env is not None else environment.capture(python)
     drift = {m.name: environment.drift(m.environment, current_env) for m in manifests}
     restored = [p for p, _ in todo]

@@ -247,7 +247,11 @@ def commit(
         fault_point("before-dvc-add")
         with store.open_repo(root) as repo:
             try:
-                tracked = store.add(repo, recorded + ([patch_rel] if patch_rel else []))
+                # Files unchanged since the last snapshot skip `dvc add`, which would copy
+                # them from the cache again (a 1 GiB input costs a 1 GiB write per commit).
+                tracked = store.unchanged_files(repo, prev.outputs if prev else (), recorded)
+                tracked.update(store.add(repo, [p for p in recorded if p not in tracked]
+                                         + ([patch_rel] if patch_rel else [])))
             except BaseException:
                 if moved:  # put the index back as it was
                     gitrepo.run(root, ["reset", "-q", "HEAD", "--", *moved], check=False)
