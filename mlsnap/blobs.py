@@ -37,7 +37,9 @@ from mlsnap.manifest import (
 _CACHE_FORMAT = 1
 _CACHE_MAX_ENTRIES = 100_000
 # A top-level key line of a block mapping, as mlsnap writes them.
-_SECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*:(?: |$)")
+_SECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*:(?: |$)", re.MULTILINE)
+# Blocks at least this long are parsed once per distinct text; shorter ones are parsed together.
+_MEMO_MIN = 256
 # Where cutting the text at column-0 keys could change its meaning: other line breaks,
 # directives, document markers, a byte-order mark, tabs. Such documents are parsed whole.
 _UNSPLITTABLE = re.compile(r"[\r\x85\u2028\u2029\ufeff\t]|^(?:---|\.\.\.|%)", re.MULTILINE)
@@ -91,12 +93,19 @@ def _load(blob: bytes) -> Any:
     parts = _sections(text)
     if parts is None:
         return yaml.load(text, Loader=_loader())  # a CSafeLoader subclass
-    doc: dict[Any, Any] = {}
+    items: list[tuple[Any, Any]] = []
+    rest = [part for part in parts if len(part) < _MEMO_MIN]
     for part in parts:
-        key, value = _section(part)
-        if key in doc:
-            raise _Fallback  # a duplicate top-level key
-        doc[key] = value
+        if len(part) >= _MEMO_MIN:
+            items.append(_section(part))
+    if rest:  # the small blocks, in one document: still top-level blocks, same meaning
+        small = yaml.load("".join(rest), Loader=_loader())  # a CSafeLoader subclass
+        if not isinstance(small, dict) or len(small) != len(rest):
+            raise _Fallback
+        items += small.items()
+    doc = dict(items)
+    if len(doc) != len(parts):
+        raise _Fallback  # a duplicate top-level key
     return doc
 
 
@@ -113,15 +122,14 @@ def _sections(text: str) -> list[str] | None:
     """
     if _UNSPLITTABLE.search(text):
         return None
-    sections: list[list[str]] = []
-    for line in text.split("\n"):
-        if _SECTION.match(line):
-            sections.append([line])
-        elif sections:
-            sections[-1].append(line)
-        elif line.strip() and not line.startswith("#"):
-            return None
-    return ["\n".join(lines) + "\n" for lines in sections] or None
+    starts = [m.start() for m in _SECTION.finditer(text)]
+    if not starts or any(line.strip() and not line.startswith("#")
+                         for line in text[:starts[0]].split("\n")):
+        return None
+    parts = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])]
+    if not parts[-1].endswith("\n"):
+        parts[-1] += "\n"
+    return parts
 
 
 @functools.lru_cache(maxsize=4096)
