@@ -6,9 +6,8 @@ Called from inside a training process, ``commit`` records that process's own env
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +23,13 @@ def _cwd(repo: PathLike | None) -> Path:
     return Path(repo).absolute() if repo is not None else Path.cwd()
 
 
-@contextlib.contextmanager
-def _at_root(cwd: Path) -> Iterator[None]:
-    """Run a DVC-backed flow from the repository's root.
-
-    DVC resolves the paths it is given against the process's working directory, while the flows
-    hand it root-relative paths; a training script may run from anywhere (a subfolder, or
-    ``repo=`` naming another checkout), so the call moves there and back.
-    """
-    from mlsnap import workspace
-
-    root = workspace.find_root(cwd)
-    start = os.getcwd()
-    if Path(start).resolve() == root:
-        yield
-        return
-    os.chdir(root)
-    try:
-        yield
-    finally:
-        os.chdir(start)
-
-
 def init(remote: str | None = None, *, repo: PathLike | None = None,
          local_options: Mapping[str, str] | None = None) -> InitResult:
     """Set up the Git repository at ``repo`` (default: the current directory)."""
     from mlsnap import snapshot
 
     cwd = _cwd(repo)
-    with _at_root(cwd):
-        return snapshot.init(remote, local_options=dict(local_options or {}) or None, cwd=cwd)
+    return snapshot.init(remote, local_options=dict(local_options or {}) or None, cwd=cwd)
 
 
 def commit(
@@ -83,13 +59,12 @@ def commit(
         paths = [paths]
     cwd = _cwd(repo)
     env = environment.this_process()
-    with _at_root(cwd):
-        return snapshot.commit(
-            [os.fspath(p) for p in paths], data=[os.fspath(p) for p in data],
-            param_files=params_files, metric_files=metrics_files, name=name, message=message,
-            tag=tag, allow_dirty=allow_dirty, push=push, env=env, cwd=cwd,
-            extra_params=dict(params or {}), extra_metrics=dict(metrics or {}),
-        )
+    return snapshot.commit(
+        [os.fspath(p) for p in paths], data=[os.fspath(p) for p in data],
+        param_files=params_files, metric_files=metrics_files, name=name, message=message,
+        tag=tag, allow_dirty=allow_dirty, push=push, env=env, cwd=cwd,
+        extra_params=dict(params or {}), extra_metrics=dict(metrics or {}),
+    )
 
 
 def pull(name: str | None = None, *, force: bool = False, repo: PathLike | None = None,
@@ -99,8 +74,7 @@ def pull(name: str | None = None, *, force: bool = False, repo: PathLike | None 
 
     cwd = _cwd(repo)
     env = environment.this_process()
-    with _at_root(cwd):
-        return restore.pull(name, force=force, jobs=jobs, cwd=cwd, env=env)
+    return restore.pull(name, force=force, jobs=jobs, cwd=cwd, env=env)
 
 
 def push(name: str | None = None, *, repo: PathLike | None = None, jobs: int | None = None) -> int:
@@ -108,8 +82,7 @@ def push(name: str | None = None, *, repo: PathLike | None = None, jobs: int | N
     from mlsnap import snapshot
 
     cwd = _cwd(repo)
-    with _at_root(cwd):
-        return snapshot.push(name, jobs=jobs, cwd=cwd)
+    return snapshot.push(name, jobs=jobs, cwd=cwd)
 
 
 def status(name: str | None = None, *, repo: PathLike | None = None,
@@ -118,8 +91,7 @@ def status(name: str | None = None, *, repo: PathLike | None = None,
     from mlsnap import restore
 
     cwd = _cwd(repo)
-    with _at_root(cwd):
-        return restore.status(name, check_remote=check_remote, cwd=cwd)
+    return restore.status(name, check_remote=check_remote, cwd=cwd)
 
 
 def show(rev: str | None = None, *, name: str | None = None,
@@ -162,6 +134,5 @@ def get(rev: str, *, name: str | None = None, out: PathLike | None = None,
     from mlsnap import history
 
     cwd = _cwd(repo)
-    with _at_root(cwd):
-        return history.get(rev, name, os.fspath(out) if out is not None else None, jobs=jobs,
-                           cwd=cwd)
+    return history.get(rev, name, os.fspath(out) if out is not None else None, jobs=jobs,
+                       cwd=cwd)

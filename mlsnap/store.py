@@ -58,9 +58,13 @@ def open_repo(root: Path) -> Iterator[Repo]:
         repo = Repo(os.fspath(root))
     except DvcException as exc:
         raise MlsnapError(f"{root}: DVC cannot open the repository: {describe(exc)}") from None
+    # DVC resolves targets against the working directory; ours are relative to the root.
+    start = os.getcwd()
+    os.chdir(root)
     try:
         yield repo
     finally:
+        os.chdir(start)
         repo.close()
 
 

@@ -388,3 +388,17 @@ def test_help_and_import_do_not_import_dvc() -> None:
 def test_python_m_mlsnap_and_version(tmp_path: Path) -> None:
     proc = mlsnap(tmp_path, "--version")
     assert proc.stdout.startswith("mlsnap, version ")
+
+
+def test_commit_and_pull_from_a_subfolder(project: Path, tmp_path: Path) -> None:
+    sub = project / "models"
+    sub.mkdir()
+    (sub / "m.bin").write_bytes(b"weights from a subfolder")
+    mlsnap(sub, "commit", "m.bin", "--data", "../data/train.csv", "-M", "from sub")
+    doc = yaml.safe_load((project / ".mlsnap" / "model.yaml").read_text())
+    assert [a["path"] for a in doc["artifacts"]] == ["models/m.bin"]
+    assert [i["path"] for i in doc["data"]["inputs"]] == ["data/train.csv"]
+    (sub / "m.bin").unlink()
+    mlsnap(sub, "pull")
+    assert (sub / "m.bin").read_bytes() == b"weights from a subfolder"
+    assert mlsnap(sub, "status").returncode == 0
