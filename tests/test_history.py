@@ -455,6 +455,11 @@ def test_fast_reader_reads_a_real_manifest_like_the_strict_one(repo: Repo) -> No
     b"mlsnap: 1\nname: &a model\nmessage: *a\n",
     b"mlsnap: 1\nyes: 1\ntrue: 2\n",
     b"# comment\nmlsnap: 1\nmessage: a\n  b\n",
+    b"mlsnap: 1\nmessage: |\n  line one\n  line two\nparams: {}\n",
+    b"mlsnap: 1\n# between\nname:   spaced  \nparams:\nmetrics: {}",
+    b"mlsnap: 1\n\"name\": quoted\nmessage: m\n",
+    b"a: &x 1\nb: *x\n",
+    b"env:\n" + b"".join(b"  pkg%d: '1.%d'\n" % (i, i) for i in range(40)) + b"env: again\n",
 ])
 def test_fast_reader_sections_agree_with_the_whole_document(text: bytes) -> None:
     try:
@@ -476,6 +481,7 @@ def test_fast_reader_sections_agree_with_the_whole_document(text: bytes) -> None
 
 def test_fast_reader_reads_shared_sections_once(repo: Repo) -> None:
     text = (repo.root / ".mlsnap" / "model.yaml").read_bytes()
+    assert blobs._load(text) == safe_load(text, "m")  # the fast path itself, not a fallback
     first = blobs.parse(text, "a")
     second = blobs.parse(text.replace(b"message: fourth", b"message: again"), "b")
     assert second.message == "again" and second.environment == first.environment
