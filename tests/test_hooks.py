@@ -344,3 +344,14 @@ def test_no_large_files_max_kb_and_staged_content(tmp_path: Path) -> None:
     # The staged blob counts, not the work tree copy.
     (repo / "table.csv").write_bytes(b"x")
     mlsnap(repo, "hook", "mlsnap-no-large-files", "--max-kb", "2", check=3)
+
+
+def test_pre_commit_hook_judges_the_index_of_commit_a(tmp_path: Path) -> None:
+    repo = plain_repo(tmp_path / "repo")
+    mlsnap(repo, "hooks", "install")
+    # `git commit -a` stages into a temporary index (GIT_INDEX_FILE); the real index still
+    # holds the small README, so only a hook that reads the handed-on index sees the big one.
+    (repo / "README").write_bytes(b"x" * (6 * 1024 * 1024))
+    blocked = run_git(repo, "commit", "-q", "-am", "big readme")
+    assert blocked.returncode != 0
+    assert "README: 6.0 MB, over the 5.0 MB limit" in blocked.stderr

@@ -175,7 +175,11 @@ def install(uninstall: bool) -> None:
     root = _root()
     changes = hookscripts.uninstall(root) if uninstall else hookscripts.install(root)
     for change in changes:
-        click.echo(f"{change.hook}: {change.action} ({change.path})")
+        shown = os.path.relpath(change.path, root) if root in change.path.parents else change.path
+        click.echo(f"{change.hook}: {change.action} ({shown})")
+    if not uninstall:
+        click.echo(f"the hooks run {os.path.abspath(sys.executable)} -m mlsnap "
+                   "(no virtualenv needs to be active)")
 
 
 COMMANDS: list[click.Command] = [hook, hooks_group]
