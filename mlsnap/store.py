@@ -281,7 +281,7 @@ def push(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
     try:
         probe_remote(repo, remote, create=True)
         return int(repo.push(targets=list(targets), jobs=jobs, remote=remote))
-    except Exception as exc:  # DVC's errors, OSError, and the plugins' own (httpx, botocore)
+    except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)
         raise PushFailed(name, remote_reason(repo, name, exc), committed) from None
 
 
@@ -297,7 +297,7 @@ def fetch(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
         return int(repo.fetch(targets=list(targets), jobs=jobs, remote=remote)), []
     except DownloadError as exc:
         return 0, [f"{exc.amount} object(s)"]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as in push
         raise RemoteError(name, remote_reason(repo, name, exc)) from None
 
 
@@ -416,7 +416,7 @@ def remote_missing(repo: Repo, targets: Sequence[str], remote: str | None = None
     try:
         probe_remote(repo, remote)
         status = repo.status(targets=list(targets), cloud=True, remote=remote)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as in push
         raise RemoteError(name, remote_reason(repo, name, exc)) from None
     return sorted(p for p, s in status.items() if s in ("new", "missing", "deleted"))
 
@@ -438,7 +438,7 @@ def fetch_at(repo: Repo, rev: str, targets: Sequence[str], *, jobs: int | None =
                               remote=remote))
     except DownloadError:
         return 0
-    except Exception as exc:  # DVC's errors, OSError, and the plugins' own (httpx, botocore)
+    except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)
         raise RemoteError(name, remote_reason(repo, name, exc)) from None
 
 
