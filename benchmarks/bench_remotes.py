@@ -30,7 +30,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.servers import Server, make_server  # noqa: E402 - the same servers as the tests
+from tests.servers import Server, make_server  # the same servers as the tests
 
 KINDS = ("folder", "s3", "ssh", "webdav")
 _CHUNK = 4 * 1024 * 1024

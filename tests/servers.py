@@ -174,7 +174,7 @@ class Server:
             proc.wait(timeout=STOP_TIMEOUT)
         wait_until(lambda: not port_open(self.port), STOP_TIMEOUT, f"{self.kind} port release")
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Server:  # noqa: PYI034 - Self needs Python 3.11
         self.start()
         return self
 
