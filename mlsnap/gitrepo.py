@@ -142,6 +142,7 @@ def commit_paths(root: Path, message: str, add: Sequence[str],
         run(root, ["commit", "--quiet", "--no-verify", "-m", message], index=index)
     finally:
         index.unlink(missing_ok=True)
+    fault_point("before-index-sync")
     sync_index(root, [*add, *remove])
     return head(root)
 

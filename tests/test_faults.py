@@ -27,7 +27,7 @@ from tests.helpers import git, make_project, mlsnap, sha256, tree_digest
 
 COMMIT_STEPS = [
     "before-dvc-add", "after-dvc-add", "after-manifest-temp", "after-manifest", "after-git-add",
-    "before-git-commit", "after-git-commit", "before-push", "after-push",
+    "before-git-commit", "before-index-sync", "after-git-commit", "before-push", "after-push",
 ]
 PUSH_STEPS = {"before-push", "after-push"}
 # After a kill at these steps the snapshot is not complete, so `status` must not say clean.
