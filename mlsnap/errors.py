@@ -100,6 +100,14 @@ class InterruptedCommit(CheckFailed):
         )
 
 
+class RestoreFailed(MlsnapError):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(
+            f"{path}: could not be restored ({reason}); no partial file was left in the "
+            "workspace; fix that and run `mlsnap pull` again"
+        )
+
+
 class MissingObjects(MlsnapError):
     def __init__(self, paths: Iterable[str], remote: str) -> None:
         names = ", ".join(sorted(paths))

@@ -20,6 +20,7 @@ from mlsnap.errors import (
     InterruptedCommit,
     MissingObjects,
     RemoteError,
+    RestoreFailed,
     WouldOverwrite,
 )
 from mlsnap.fsutil import fault_point
@@ -173,6 +174,9 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
             if rest:
                 store.checkout(repo, rest)
             fault_point("pull-after-checkout")
+        except OSError as exc:  # a full disk, a read-only folder: the copy failed midway
+            _clean_partial_copies(root, [p for p, _ in todo])
+            raise RestoreFailed(exc.filename or todo[0][0], exc.strerror or str(exc)) from None
         finally:
             for tmp, _ in staged.values():
                 tmp.unlink(missing_ok=True)

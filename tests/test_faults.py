@@ -312,6 +312,40 @@ def test_disk_full_during_commit_keeps_files_and_cache_clean(small_disk: Path,
     assert_recorded_in_cache(root, "model.bin", head_manifest(root).artifacts[0].md5)
 
 
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_disk_full_during_pull_leaves_no_partial_file(small_disk: Path, tmp_path: Path) -> None:
+    root = make_project(small_disk / "proj", tmp_path / "remote")
+    (root / "model.bin").write_bytes(os.urandom(512 * 1024))
+    (root / "ckpt").mkdir()
+    (root / "ckpt" / "w.bin").write_bytes(os.urandom(64 * 1024))
+    mlsnap(root, "commit", "model.bin", "ckpt", "--no-push")
+    expected = (root / "model.bin").read_bytes()
+    (root / "model.bin").unlink()
+    shutil.rmtree(root / "ckpt")
+    filler = _fill(small_disk)
+    proc = mlsnap(root, "pull", check=1)
+    line = proc.stderr.strip()
+    assert line.startswith("Error: ") and "\n" not in line and "No space left" in line, line
+    assert "mlsnap pull" in line
+    assert not (root / "model.bin").exists()
+    assert _dvc_temps(root) == []
+    filler.unlink()
+    mlsnap(root, "pull")
+    assert (root / "model.bin").read_bytes() == expected
+    assert (root / "ckpt" / "w.bin").stat().st_size == 64 * 1024
+
+
 # --------------------------------------------------------------------------- 4. remote down
 
 
