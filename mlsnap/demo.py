@@ -8,7 +8,6 @@ model is byte-identical and prints what changed between the snapshots.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -116,7 +115,6 @@ def run(keep: bool = False) -> int:
         sh.git(proj, "commit", "-q", "-am", "lower the learning rate")
         sh.run(proj, sys.executable, "train.py", show="python train.py")
         sh.mlsnap(proj, "commit", "-M", "lower lr")
-        second = sh.git(proj, "rev-parse", "HEAD", quiet=True).strip()
 
         clone = base / "elsewhere"
         click.echo("# somewhere else: a fresh clone, back to the first snapshot")
@@ -128,7 +126,9 @@ def run(keep: bool = False) -> int:
         click.echo(f"# model.pkl sha256 {restored[:16]}... "
                    f"{'== the first snapshot (byte-exact)' if same else '!= THE FIRST SNAPSHOT'}")
         sh.mlsnap(clone, "status")
-        _print_diff(sh, proj, first, second)
+        click.echo("# back in the project: the history and what changed between the snapshots")
+        sh.mlsnap(proj, "log")
+        sh.mlsnap(proj, "diff")
         if not same:
             return 3
         click.secho("demo complete: two snapshots, restored byte-exact in a fresh clone",
@@ -139,19 +139,3 @@ def run(keep: bool = False) -> int:
             click.echo(f"# kept {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
-
-
-def _print_diff(sh: _Shell, proj: Path, first: str, second: str) -> None:
-    """Params and metrics that changed between the two snapshots."""
-    def show(rev: str) -> dict:  # type: ignore[type-arg]
-        return json.loads(subprocess.run(
-            [sys.executable, "-m", "mlsnap", "show", rev, "--json"], cwd=proj, env=sh.env,
-            capture_output=True, text=True, check=True).stdout)
-
-    a, b = show(first), show(second)
-    click.echo("# what changed between the snapshots")
-    for section in ("params", "metrics"):
-        for key in sorted(set(a[section]) | set(b[section])):
-            old, new = a[section].get(key), b[section].get(key)
-            if old != new:
-                click.echo(f"  {section}.{key}: {old} -> {new}")

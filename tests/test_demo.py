@@ -10,7 +10,7 @@ def test_demo_runs_the_whole_loop_and_restores_byte_exact(tmp_path: Path) -> Non
     scratch.mkdir()
     proc = mlsnap(tmp_path, "demo", env={"TMPDIR": str(scratch)})
     assert "== the first snapshot (byte-exact)" in proc.stdout
-    assert "params.lr: 0.1 -> 0.01" in proc.stdout
+    assert "~ lr: 0.1 -> 0.01" in proc.stdout and "baseline" in proc.stdout
     assert "clean: the workspace matches snapshot model" in proc.stdout
     assert list(scratch.iterdir()) == []  # the temporary folder is removed
 
