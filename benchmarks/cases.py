@@ -45,7 +45,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(32 * MiB, 64 * MiB, 10 * MiB, 1_000, 100, 32 * MiB, 128 * MiB)
+        return cls(32 * MiB, 64 * MiB, 10 * MiB, 1_000, 30, 32 * MiB, 128 * MiB)
 
 
 @dataclass

@@ -39,13 +39,17 @@ def machine() -> str:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
-    parser.add_argument("--runs", type=int, default=5, help="timed runs per contender (>= 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and 3 runs: about a minute, for everyday use")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="timed runs per contender (default: 5; 3 with --quick)")
     parser.add_argument("--only", action="append", choices=CASES, help="run only these cases")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--verbose", "-v", action="store_true", help="print every command")
     args = parser.parse_args(argv)
+    if args.runs is None:
+        args.runs = 3 if args.quick else 5
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     return args

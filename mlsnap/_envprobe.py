@@ -5,6 +5,7 @@ interpreter (the active virtualenv's, or ``--python PATH``) to describe that one
 """
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -16,14 +17,13 @@ def _normalize(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _name_version(dist):
+def _headers(text):
     """Name and Version from the metadata headers alone.
 
-    ``dist.metadata`` and ``dist.version`` each run the email parser over the whole file, long
-    description included: that was most of the time of ``mlsnap env``, ``commit`` and ``pull``.
-    The headers end at the first blank line; the first Name/Version header wins, as there.
+    ``importlib.metadata`` runs the email parser over the whole file, long description
+    included, and importing it costs more than this whole scan. The headers end at the first
+    blank line; the first Name/Version header wins, as there.
     """
-    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
     found = {}
     for line in text.split("\n\n", 1)[0].splitlines():
         key, sep, value = line.partition(":")
@@ -33,12 +33,39 @@ def _name_version(dist):
     return found.get("name"), found.get("version")
 
 
-def packages():
-    from importlib import metadata
+def _read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
+
+def _metadata_files():
+    """The metadata of every distribution on sys.path, in the order importlib.metadata finds
+    them: path entries in order; in each, ``*.dist-info`` before ``*.egg-info``."""
+    for entry in sys.path:
+        folder = entry or "."
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue  # zip files and missing folders hold no installed distributions here
+        for suffix in (".dist-info", ".egg-info"):
+            for name in names:
+                if not name.lower().endswith(suffix):
+                    continue
+                path = os.path.join(folder, name)
+                if os.path.isdir(path):
+                    yield _read(os.path.join(path, "METADATA")) or _read(
+                        os.path.join(path, "PKG-INFO"))
+                else:
+                    yield _read(path)  # an egg-info file is PKG-INFO itself
+
+
+def packages():
     found = {}
-    for dist in metadata.distributions():
-        name, version = _name_version(dist)
+    for text in _metadata_files():
+        name, version = _headers(text)
         if not name:
             continue
         found.setdefault(_normalize(name), version)  # first on sys.path wins, as at import
