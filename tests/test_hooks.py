@@ -4,9 +4,12 @@ hooks through real `git commit`, `git checkout` and `git push` with PATH lacking
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -49,11 +52,28 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-@pytest.fixture(scope="session")
-def framework(hook_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A config naming every hook of ``hook_repo`` at its commit, and one pre-commit cache for the
-    session, so the hook venv (mlsnap + DVC from PyPI) is built once. `pre-commit try-repo`
-    would build it on every call: it always uses a fresh temporary cache."""
+@dataclass
+class Framework:
+    """A config naming every hook of the source repo at its commit, and one pre-commit cache
+    for the module, whose hook venv (mlsnap + DVC from PyPI) is built once, in the background
+    while the plain-hook tests run. (`pre-commit try-repo` would rebuild it on every call: it
+    always uses a fresh temporary cache.)"""
+
+    config: Path
+    home: Path
+    log: Path
+    building: subprocess.Popen[bytes] | None
+
+    def ready(self) -> Framework:
+        if self.building is not None:
+            code = self.building.wait(timeout=900)
+            self.building = None
+            assert code == 0, f"building the hook venv failed:\n{self.log.read_text()}"
+        return self
+
+
+@pytest.fixture(scope="module", autouse=True)
+def framework(hook_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Framework]:
     home = tmp_path_factory.mktemp("pre-commit-home")
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=hook_repo, capture_output=True,
                          text=True, check=True).stdout.strip()
@@ -62,22 +82,34 @@ def framework(hook_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
         "repo": str(hook_repo), "rev": sha,
         "hooks": [{"id": hook_id} for hook_id in HOOK_IDS],
     }]}))
-    return config, home
+    log = home / "install-hooks.log"
+    with open(log, "wb") as out:
+        building = subprocess.Popen(
+            [sys.executable, "-m", "pre_commit", "install-hooks", "--config", str(config)],
+            cwd=hook_repo, env={**os.environ, **framework_env(home)}, stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    fw = Framework(config, home, log, building)
+    yield fw
+    if fw.building is not None:  # only plain-hook tests were selected
+        fw.building.kill()
+        fw.building.wait()
 
 
-def run_hook(cwd: Path, framework: tuple[Path, Path], hook_id: str,
+def framework_env(home: Path) -> dict[str, str]:
+    return {"PRE_COMMIT_HOME": str(home), "PIP_CACHE_DIR": PIP_CACHE,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "DVC_NO_ANALYTICS": "1"}
+
+
+def run_hook(cwd: Path, framework: Framework, hook_id: str,
              stage: str | None = None) -> subprocess.CompletedProcess[str]:
     """`pre-commit run HOOK --all-files` with the real framework, in a real repo."""
-    config, home = framework
     args = [sys.executable, "-m", "pre_commit", "run", hook_id, "--all-files", "--verbose",
-            "--color=never",
-            "--config", str(config)]
+            "--color=never", "--config", str(framework.ready().config)]
     if stage:
         args += ["--hook-stage", stage]
-    env = {**os.environ, "PRE_COMMIT_HOME": str(home), "PIP_CACHE_DIR": PIP_CACHE,
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=900, check=False)
+    return subprocess.run(args, cwd=cwd, env={**os.environ, **framework_env(framework.home)},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900,
+                          check=False)
 
 
 def run_git(cwd: Path, *args: str,
@@ -109,96 +141,6 @@ def plain_repo(root: Path) -> Path:
     git(root, "add", "README")
     git(root, "commit", "-q", "-m", "start")
     return root
-
-
-# --------------------------------------------------------------------------- pre-commit framework
-
-
-@pytest.mark.slow
-def test_framework_no_large_files(tmp_path: Path, framework: tuple[Path, Path]) -> None:
-    repo = plain_repo(tmp_path / "repo")
-    ok = run_hook(repo, framework, "mlsnap-no-large-files")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "Passed" in ok.stdout
-
-    (repo / "model.onnx").write_bytes(b"\x00" * 100)
-    git(repo, "add", "model.onnx")
-    bad = run_hook(repo, framework, "mlsnap-no-large-files")
-    assert bad.returncode == 1
-    assert "Failed" in bad.stdout
-    assert "model.onnx: a model/data file (.onnx, 100 B)" in bad.stdout
-    assert "mlsnap commit model.onnx" in bad.stdout
-
-
-@pytest.mark.slow
-def test_framework_check_manifest(project: Path, framework: tuple[Path, Path]) -> None:
-    snapshot(project)
-    ok = run_hook(project, framework, "mlsnap-check-manifest")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "Passed" in ok.stdout
-
-    pointer = project / "model.pkl.dvc"
-    pointer.write_text(pointer.read_text().replace("size: ", "size: 1"))
-    git(project, "add", "model.pkl.dvc")
-    bad = run_hook(project, framework, "mlsnap-check-manifest")
-    assert bad.returncode == 1
-    assert ".mlsnap/model.yaml: records model.pkl as md5" in bad.stdout
-    assert "but model.pkl.dvc has md5" in bad.stdout
-
-
-@pytest.mark.slow
-def test_framework_status(project: Path, framework: tuple[Path, Path]) -> None:
-    snapshot(project)
-    ok = run_hook(project, framework, "mlsnap-status")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-
-    (project / "model.pkl").write_bytes(b"retrained")
-    bad = run_hook(project, framework, "mlsnap-status")
-    assert bad.returncode == 1
-    assert "model.pkl: changed after its snapshot" in bad.stdout
-
-
-@pytest.mark.slow
-def test_framework_push_uploads_or_blocks(project: Path, remote_dir: Path,
-                                          framework: tuple[Path, Path]) -> None:
-    snapshot(project, "--no-push")
-    cached = cache_object(project, "model.pkl")
-    assert not remote_object(remote_dir, cached).exists()
-    ok = run_hook(project, framework, "mlsnap-push", stage="pre-push")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert remote_object(remote_dir, cached).read_bytes() == cached.read_bytes()
-
-    (project / "params.yaml").write_text("lr: 0.5\nepochs: 10\n")
-    git(project, "commit", "-q", "-am", "lr 0.5")
-    snapshot(project, "--no-push")
-    cache_object(project, "model.pkl").unlink()
-    bad = run_hook(project, framework, "mlsnap-push", stage="pre-push")
-    assert bad.returncode == 1
-    assert "model.pkl" in bad.stdout and "is neither in the local cache nor on remote" in bad.stdout
-
-
-@pytest.mark.slow
-def test_framework_pull(project: Path, remote_dir: Path,
-                        framework: tuple[Path, Path]) -> None:
-    snapshot(project)
-    first = git(project, "rev-parse", "HEAD")
-    v1 = sha256(project / "model.pkl")
-    (project / "params.yaml").write_text("lr: 0.5\nepochs: 10\n")
-    git(project, "commit", "-q", "-am", "lr 0.5")
-    snapshot(project)
-    git(project, "checkout", "-q", first)
-    ok = run_hook(project, framework, "mlsnap-pull", stage="post-checkout")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "restored model.pkl" in ok.stdout
-    assert sha256(project / "model.pkl") == v1
-
-    git(project, "checkout", "-q", "main")
-    shutil.rmtree(remote_dir / "files")
-    shutil.rmtree(project / ".dvc" / "cache")
-    (project / "model.pkl").unlink()
-    bad = run_hook(project, framework, "mlsnap-pull", stage="post-checkout")
-    assert bad.returncode == 1
-    assert "not found in the cache or on remote" in bad.stdout
 
 
 # --------------------------------------------------------------------------- plain git hooks
@@ -312,26 +254,13 @@ def test_pre_push_uploads_missing_bytes_and_blocks_when_it_cannot(
     assert "model.pkl" in blocked.stderr and "Push blocked" in blocked.stderr
     head = git(project, "rev-parse", "HEAD")
     assert git(bare, "rev-parse", "main") != head
+    by_hand = mlsnap(project, "hook", "mlsnap-push", check=3)  # checks the snapshots at HEAD
+    assert f"{head[:12]}:.mlsnap/model.yaml: model.pkl" in by_hand.stderr
 
     hidden.rename(cached)
     mlsnap(project, "push")
     assert run_git(project, "push", "-q", "origin", "main").returncode == 0
     assert git(bare, "rev-parse", "main") == head
-
-
-def test_check_manifest_cli_reports_invalid_and_dangling_manifests(project: Path) -> None:
-    snapshot(project)
-    manifest = project / ".mlsnap" / "model.yaml"
-    text = manifest.read_text()
-    manifest.write_text(text.replace("path: model.pkl", "path: gone.pkl"))
-    git(project, "add", ".mlsnap/model.yaml")
-    dangling = mlsnap(project, "hook", "mlsnap-check-manifest", check=3)
-    assert "records gone.pkl, which is neither tracked by DVC" in dangling.stderr
-
-    manifest.write_text(text.replace("mlsnap: 1", "mlsnap: one"))
-    git(project, "add", ".mlsnap/model.yaml")
-    invalid = mlsnap(project, "hook", "mlsnap-check-manifest", check=3)
-    assert ".mlsnap/model.yaml: invalid manifest: mlsnap: schema version" in invalid.stderr
 
 
 def test_no_large_files_max_kb_and_staged_content(tmp_path: Path) -> None:
@@ -355,3 +284,117 @@ def test_pre_commit_hook_judges_the_index_of_commit_a(tmp_path: Path) -> None:
     blocked = run_git(repo, "commit", "-q", "-am", "big readme")
     assert blocked.returncode != 0
     assert "README: 6.0 MB, over the 5.0 MB limit" in blocked.stderr
+
+
+# --------------------------------------------------------------------------- pre-commit framework
+
+
+@pytest.mark.slow
+def test_framework_no_large_files(tmp_path: Path, framework: Framework) -> None:
+    repo = plain_repo(tmp_path / "repo")
+    ok = run_hook(repo, framework, "mlsnap-no-large-files")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "Passed" in ok.stdout
+
+    (repo / "model.onnx").write_bytes(b"\x00" * 100)
+    git(repo, "add", "model.onnx")
+    bad = run_hook(repo, framework, "mlsnap-no-large-files")
+    assert bad.returncode == 1
+    assert "Failed" in bad.stdout
+    assert "model.onnx: a model/data file (.onnx, 100 B)" in bad.stdout
+    assert "mlsnap commit model.onnx" in bad.stdout
+
+
+@pytest.mark.slow
+def test_framework_status_and_check_manifest_on_one_snapshot(
+        project: Path, framework: Framework) -> None:
+    snapshot(project)
+    for hook_id in ("mlsnap-status", "mlsnap-check-manifest"):
+        ok = run_hook(project, framework, hook_id)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "Passed" in ok.stdout
+
+    (project / "model.pkl").write_bytes(b"retrained")
+    modified = run_hook(project, framework, "mlsnap-status")
+    assert modified.returncode == 1
+    assert "model.pkl: changed after its snapshot" in modified.stdout
+
+    pointer = project / "model.pkl.dvc"
+    pointer.write_text(pointer.read_text().replace("size: ", "size: 1"))
+    git(project, "add", "model.pkl.dvc")
+    bad = run_hook(project, framework, "mlsnap-check-manifest")
+    assert bad.returncode == 1
+    assert ".mlsnap/model.yaml: records model.pkl as md5" in bad.stdout
+    assert "but model.pkl.dvc has md5" in bad.stdout
+
+    # The same hook by hand: a manifest naming a path nobody tracks, then an invalid one.
+    git(project, "checkout", "-q", "HEAD", "--", "model.pkl.dvc")
+    manifest = project / ".mlsnap" / "model.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("path: model.pkl", "path: gone.pkl"))
+    git(project, "add", ".mlsnap/model.yaml")
+    dangling = mlsnap(project, "hook", "mlsnap-check-manifest", check=3)
+    assert "records gone.pkl, which is neither tracked by DVC" in dangling.stderr
+
+    manifest.write_text(text.replace("mlsnap: 1", "mlsnap: one"))
+    git(project, "add", ".mlsnap/model.yaml")
+    invalid = mlsnap(project, "hook", "mlsnap-check-manifest", check=3)
+    assert ".mlsnap/model.yaml: invalid manifest: mlsnap: schema version" in invalid.stderr
+
+
+@pytest.mark.slow
+def test_framework_push_uploads_or_blocks(project: Path, remote_dir: Path, tmp_path: Path,
+                                          framework: Framework) -> None:
+    """Through real `git push`es and the framework's own pre-push hook: the first push of a
+    branch (PRE_COMMIT_LOCAL_BRANCH), then a push of new commits (PRE_COMMIT_FROM/TO_REF)."""
+    framework.ready()
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(project, "remote", "add", "origin", str(bare))
+    env = framework_env(framework.home)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-push",
+         "--config", str(framework.config)], cwd=project, env={**os.environ, **env},
+        capture_output=True, text=True, check=False)
+    assert installed.returncode == 0, installed.stderr
+
+    snapshot(project, "--no-push")
+    cached = cache_object(project, "model.pkl")
+    assert not remote_object(remote_dir, cached).exists()
+    ok = run_git(project, "push", "-q", "origin", "main", extra=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert remote_object(remote_dir, cached).read_bytes() == cached.read_bytes()
+
+    (project / "params.yaml").write_text("lr: 0.5\nepochs: 10\n")
+    git(project, "commit", "-q", "-am", "lr 0.5")
+    snapshot(project, "--no-push")
+    cache_object(project, "model.pkl").unlink()
+    bad = run_git(project, "push", "-q", "origin", "main", extra=env)
+    assert bad.returncode != 0
+    assert re.search(r"\(mlsnap push\)\.+Failed", bad.stdout)
+    assert "model.pkl" in bad.stdout and "is neither in the local cache nor on remote" in bad.stdout
+    assert git(bare, "rev-parse", "main") != git(project, "rev-parse", "HEAD")
+
+
+@pytest.mark.slow
+def test_framework_pull(project: Path, remote_dir: Path,
+                        framework: Framework) -> None:
+    snapshot(project)
+    first = git(project, "rev-parse", "HEAD")
+    v1 = sha256(project / "model.pkl")
+    (project / "params.yaml").write_text("lr: 0.5\nepochs: 10\n")
+    git(project, "commit", "-q", "-am", "lr 0.5")
+    snapshot(project)
+    git(project, "checkout", "-q", first)
+    ok = run_hook(project, framework, "mlsnap-pull", stage="post-checkout")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "restored model.pkl" in ok.stdout
+    assert sha256(project / "model.pkl") == v1
+
+    git(project, "checkout", "-q", "main")
+    shutil.rmtree(remote_dir / "files")
+    shutil.rmtree(project / ".dvc" / "cache")
+    (project / "model.pkl").unlink()
+    bad = run_hook(project, framework, "mlsnap-pull", stage="post-checkout")
+    assert bad.returncode == 1
+    assert "not found in the cache or on remote" in bad.stdout
