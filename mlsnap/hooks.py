@@ -32,6 +32,7 @@ DEFAULT_MAX_KB = 5 * 1024
 _ZERO_SHA = re.compile(r"^0+$")
 _MANIFEST_FILE = re.compile(rf"^{re.escape(MANIFEST_DIR)}/([^/]+)\.yaml$")
 _BLOB_MODES = ("100644", "100755")
+_MAX_ARGS = 500
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,18 @@ class Staged:
         """Blob id of each regular file among ``paths`` in the index (symlinks, submodules out)."""
         if not paths:
             return {}
+        wanted = set(paths)
+        # A first commit of a big tree stages more paths than a command line holds: list all.
+        spec = list(paths) if len(paths) <= _MAX_ARGS else []
         found = {}
-        for entry in self.git(["ls-files", "-s", "-z", "--", *paths]).split(b"\0"):
+        for entry in self.git(["ls-files", "-s", "-z", "--", *spec]).split(b"\0"):
             if not entry:
                 continue
-            meta, _, path = entry.partition(b"\t")
+            meta, _, raw = entry.partition(b"\t")
             mode, sha, _stage = meta.decode().split()
-            if mode in _BLOB_MODES:
-                found[path.decode(errors="surrogateescape")] = sha
+            path = raw.decode(errors="surrogateescape")
+            if mode in _BLOB_MODES and path in wanted:
+                found[path] = sha
         return found
 
     def sizes(self, paths: Sequence[str]) -> dict[str, int]:
@@ -111,17 +116,19 @@ class Staged:
         """Paths Git LFS stores (``filter=lfs``): their bytes do not enter Git."""
         if not paths:
             return set()
-        raw = self.git(["check-attr", "--cached", "-z", "filter", "--", *paths]).split(b"\0")
+        query = b"".join(p.encode(errors="surrogateescape") + b"\0" for p in paths)
+        raw = gitrepo.run(self.root, ["check-attr", "--cached", "--stdin", "-z", "filter"],
+                          input=query, index=self.index).stdout.split(b"\0")
         return {raw[i].decode(errors="surrogateescape") for i in range(0, len(raw) - 2, 3)
                 if raw[i + 2] == b"lfs"}
 
-    def read(self, path: str) -> bytes | None:
+    def read(self, path: str, worktree: bool = True) -> bytes | None:
         proc = gitrepo.run(self.root, ["cat-file", "blob", f":{path}"], index=self.index,
                            check=False)
         if proc.returncode == 0:
             return proc.stdout
         full = self.root / path
-        return full.read_bytes() if full.is_file() else None
+        return full.read_bytes() if worktree and full.is_file() else None
 
     def manifests(self) -> list[str]:
         raw = self.git(["ls-files", "-z", "--", f"{MANIFEST_DIR}/"])
@@ -204,7 +211,8 @@ class Pointer:
 
 
 def read_pointers(staged: Staged, dvc_file: str) -> list[Pointer] | Finding:
-    data = staged.read(dvc_file)
+    """The outputs a ``.dvc`` file records, as staged (an unstaged one would not be committed)."""
+    data = staged.read(dvc_file, worktree=False)
     if data is None:
         return []
     try:
@@ -262,7 +270,10 @@ def _check_one_manifest(staged: Staged, path: str) -> tuple[Manifest | None, lis
             continue
         match = [p for p in pointers if p.path == out_path]
         if not match:
-            if not os.path.lexists(staged.root / out_path):
+            if (staged.root / f"{out_path}.dvc").is_file():
+                findings.append(Finding(path, f"records {out_path}, but {out_path}.dvc is not "
+                                              f"staged: `git add {shlex.quote(out_path)}.dvc`"))
+            elif not os.path.lexists(staged.root / out_path):
                 findings.append(Finding(path, f"records {out_path}, which is neither tracked by "
                                               f"DVC ({out_path}.dvc is missing) nor present; "
                                               f"stage {out_path}.dvc or snapshot again"))

@@ -336,6 +336,12 @@ def test_framework_status_and_check_manifest_on_one_snapshot(
     dangling = mlsnap(project, "hook", "mlsnap-check-manifest", check=3)
     assert "records gone.pkl, which is neither tracked by DVC" in dangling.stderr
 
+    manifest.write_text(text)
+    git(project, "add", ".mlsnap/model.yaml")
+    git(project, "rm", "-q", "--cached", "model.pkl.dvc")
+    unstaged = mlsnap(project, "hook", "mlsnap-check-manifest", ".mlsnap/model.yaml", check=3)
+    assert "records model.pkl, but model.pkl.dvc is not staged" in unstaged.stderr
+
     manifest.write_text(text.replace("mlsnap: 1", "mlsnap: one"))
     git(project, "add", ".mlsnap/model.yaml")
     invalid = mlsnap(project, "hook", "mlsnap-check-manifest", check=3)
