@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -87,11 +88,11 @@ def framework(hook_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         building = subprocess.Popen(
             [sys.executable, "-m", "pre_commit", "install-hooks", "--config", str(config)],
             cwd=hook_repo, env={**os.environ, **framework_env(home)}, stdout=out,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     fw = Framework(config, home, log, building)
     yield fw
-    if fw.building is not None:  # only plain-hook tests were selected
-        fw.building.kill()
+    if fw.building is not None:  # only plain-hook tests ran: stop the build and its pip
+        os.killpg(fw.building.pid, signal.SIGKILL)
         fw.building.wait()
 
 
@@ -151,6 +152,17 @@ def test_hooks_folder_matches_the_installer_template() -> None:
         path = SOURCE / "hooks" / hook
         assert path.read_text() == hookscripts.render(hook, None), f"regenerate hooks/{hook}"
         assert os.access(path, os.X_OK)
+
+
+def test_pre_commit_hooks_yaml_names_every_hook_command() -> None:
+    from mlsnap.cli.hooks import hook
+
+    entries = yaml.safe_load((SOURCE / ".pre-commit-hooks.yaml").read_text())
+    assert [e["id"] for e in entries] == list(HOOK_IDS) == sorted(hook.commands, key=HOOK_IDS.index)
+    for entry in entries:
+        assert entry["entry"] == f"mlsnap hook {entry['id']}"
+        assert entry["language"] == "python"
+        assert hook.commands[entry["id"]].help
 
 
 def test_install_chains_existing_hook_and_uninstall_restores_it(tmp_path: Path) -> None:
