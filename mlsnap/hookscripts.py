@@ -90,12 +90,12 @@ case "$hook" in
         run_mlsnap hook mlsnap-no-large-files && run_mlsnap hook mlsnap-check-manifest ;;
     pre-push)
         if [ -n "${refs:-}" ]; then
-            printf '%s\n' "$refs" | run_mlsnap hook mlsnap-push "$@"
+            printf '%s\n' "$refs" | run_mlsnap hook mlsnap-push -- "$@"
         else
-            run_mlsnap hook mlsnap-push "$@" </dev/null
+            run_mlsnap hook mlsnap-push -- "$@" </dev/null
         fi ;;
     post-checkout)
-        run_mlsnap hook mlsnap-pull "$@" ;;
+        run_mlsnap hook mlsnap-pull -- "$@" ;;
 esac
 """
 
