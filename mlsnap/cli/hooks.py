@@ -136,7 +136,7 @@ def pull(prev: str | None, new: str | None, flag: str | None) -> None:
 
     Takes Git's post-checkout arguments PREV NEW FLAG (or the pre-commit framework's variables).
     """
-    from mlsnap import hooks, restore
+    from mlsnap import hooks, restore, workspace
 
     env = os.environ
     prev = prev or env.get("PRE_COMMIT_FROM_REF")
@@ -145,7 +145,11 @@ def pull(prev: str | None, new: str | None, flag: str | None) -> None:
     root = _root()
     if hooks.skip_pull_reason(root, prev, new, flag):
         return
-    result = restore.pull(cwd=root)
+    # Under the pre-commit framework the interpreter is the hook's own venv, not the one that
+    # trains: comparing it with the snapshot would report drift that is not there, so don't.
+    framework = env.get("PRE_COMMIT") == "1"
+    recorded = workspace.load_all(root)[0].environment if framework else None
+    result = restore.pull(cwd=root, env=recorded)
     # Short on purpose: this prints on every checkout (`mlsnap pull` shows the full report).
     for path in result.restored:
         click.echo(f"mlsnap: restored {path}")
@@ -155,7 +159,7 @@ def pull(prev: str | None, new: str | None, flag: str | None) -> None:
         click.echo("mlsnap: restored pickles are intact, which does not make them safe to load; "
                    "load pickles only from people you trust")
     for name, drift in result.drift.items():
-        if drift:
+        if drift and not framework:
             summary = drift.table().splitlines()[0]
             click.echo(f"mlsnap: {name}: {summary}; `mlsnap status` shows the table")
 
