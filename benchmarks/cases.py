@@ -82,9 +82,10 @@ class Bench:
         """The same set-up by hand: dvc init, a default folder remote, copies in the cache."""
         repo = self._git_repo(self.base / name)
         self.shell.run([*self.dvc, "init", "-q"], repo)
-        self.shell.run([*self.dvc, "remote", "add", "-q", "-d", "storage",
-                        str(self.remote / name)], repo)
-        self.shell.run([*self.dvc, "config", "cache.type", "reflink,copy"], repo)
+        # What `dvc remote add -d` and `dvc config cache.type` write, without two more starts.
+        with open(repo / ".dvc" / "config", "a") as conf:
+            conf.write(f"[core]\n    remote = storage\n[cache]\n    type = \"reflink,copy\"\n"
+                       f"['remote \"storage\"']\n    url = {self.remote / name}\n")
         self.git(repo, "add", ".dvc", ".dvcignore")
         self.git(repo, "commit", "-q", "-m", "dvc init")
         return repo
@@ -214,24 +215,32 @@ class Bench:
         return [help_row, env_row]
 
     def rss(self) -> list[Row]:
+        """Peak RSS of ``mlsnap commit`` for the large model (3 commits: RSS hardly varies and
+        each one hashes and copies 4 GiB) against the small one; the small one's figure comes
+        from the commit case when it ran (the same size, 5 runs), else from 3 commits here."""
         small, large = self.sizes.rss_small, self.sizes.rss_large
         repo = self.mlsnap_repo("rss")
-        for name, size in (("small", small), ("large", large)):
+        runs = min(self.runs, 3)
+
+        def measure(name: str, size: int) -> float:
             write_random(repo / f"{name}.bin", size, name)
-            self.shell.run([*self.mlsnap, "commit", f"{name}.bin", "--name", name, "--no-push"],
-                           repo)
+            peaks = []
+            for i in range(runs):
+                old = pointer_md5(repo, f"{name}.bin")
+                if i:
+                    restamp(repo / f"{name}.bin", f"{name}-{i}")
+                peaks.append(self.shell.run([*self.mlsnap, "commit", f"{name}.bin", "--name",
+                                             name, "--no-push", "-M", f"{i}"], repo)[1])
+                drop_cache_object(repo, old)
+            return median(peaks) / 1024
 
-        def side(name: str) -> Side:
-            cmd = lambda i: [[*self.mlsnap, "commit", f"{name}.bin", "--name", name,  # noqa: E731
-                              "--no-push", "-M", f"{i}"]]
-            return self._model_side(name, repo, [f"{name}.bin"], cmd)
-
-        res = alternate(self.shell, side("large"), side("small"), self.runs)
-        big = median([r for _, r in res["large"]]) / 1024
-        little = median([r for _, r in res["small"]]) / 1024
-        row = Row(f"peak RSS of commit, {_size(large)} model", big, little,
-                  f"{_size(small)} model", "<= 1.10x", big / little <= 1.10, unit="MiB")
-        return [row]
+        big = measure("large", large)
+        if getattr(self, "rss_1g", None) and small == self.sizes.model:
+            little = self.rss_1g[0] / 1024
+        else:
+            little = measure("small", small)
+        return [Row(f"peak RSS of commit, {_size(large)} model", big, little,
+                    f"{_size(small)} model", "<= 1.10x", big / little <= 1.10, unit="MiB")]
 
     def log(self) -> list[Row]:
         from benchmarks.history_case import log_rows
