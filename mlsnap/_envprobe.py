@@ -4,6 +4,8 @@ mlsnap imports ``probe()`` to describe its own process, and runs this file with 
 interpreter (the active virtualenv's, or ``--python PATH``) to describe that one instead.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import platform
@@ -11,20 +13,21 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Any, Iterator
 
 
-def _normalize(name):
+def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _headers(text):
+def _headers(text: str) -> tuple[str | None, str | None]:
     """Name and Version from the metadata headers alone.
 
     ``importlib.metadata`` runs the email parser over the whole file, long description
     included, and importing it costs more than this whole scan. The headers end at the first
     blank line; the first Name/Version header wins, as there.
     """
-    found = {}
+    found: dict[str, str] = {}
     for line in text.split("\n\n", 1)[0].splitlines():
         key, sep, value = line.partition(":")
         key = key.strip().lower()
@@ -33,7 +36,7 @@ def _headers(text):
     return found.get("name"), found.get("version")
 
 
-def _read(path):
+def _read(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
@@ -41,7 +44,7 @@ def _read(path):
         return ""
 
 
-def _metadata_files():
+def _metadata_files() -> Iterator[str]:
     """The metadata of every distribution on sys.path, in the order importlib.metadata finds
     them: path entries in order; in each, ``*.dist-info`` before ``*.egg-info``."""
     for entry in sys.path:
@@ -62,17 +65,17 @@ def _metadata_files():
                     yield _read(path)  # an egg-info file is PKG-INFO itself
 
 
-def packages():
-    found = {}
+def packages() -> dict[str, str]:
+    found: dict[str, str] = {}
     for text in _metadata_files():
         name, version = _headers(text)
-        if not name:
+        if not name or version is None:
             continue
         found.setdefault(_normalize(name), version)  # first on sys.path wins, as at import
     return dict(sorted(found.items()))
 
 
-def accelerators():
+def accelerators() -> list[dict[str, str]]:
     smi = shutil.which("nvidia-smi")
     if not smi:
         return []
@@ -94,7 +97,7 @@ def accelerators():
     return found
 
 
-def probe():
+def probe() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from mlsnap.errors import BadInput, NotInitialized
+from mlsnap.errors import BadInput, ManifestInvalid, NotInitialized
 from mlsnap.fsutil import atomic_write
-from mlsnap.manifest import MANIFEST_DIR, ManifestInvalid, safe_load
+from mlsnap.manifest import MANIFEST_DIR, safe_load
 
 CONFIG_PATH = f"{MANIFEST_DIR}/config.yaml"
 DEFAULT_NAME = "model"

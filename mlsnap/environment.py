@@ -15,9 +15,11 @@ from mlsnap.errors import BadInput, SecretFound
 from mlsnap.manifest import Environment
 
 REDACTED = "***"
+# Names that hold credentials. "key" counts only as the last word (api_key, SSH_KEY), so a
+# hyperparameter such as key_dim keeps its value; "auth" is not "author".
 SECRET_NAME = re.compile(
-    r"(token|secret|passw|pwd|credential|apikey|api_key|access_key|private_key|auth"
-    r"|(^|[^a-z])key($|[^a-z]))",
+    r"(token|secret|passw|pwd|credential|apikey|access_?key|private_?key|auth(?!or)"
+    r"|(^|[^a-z])key$)",
     re.IGNORECASE,
 )
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/@\s]+)@")

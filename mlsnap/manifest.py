@@ -180,7 +180,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.constructor.ConstructorError(
                 None, None, "YAML aliases are not allowed in a manifest", event.start_mark
             )
@@ -208,7 +208,7 @@ if getattr(yaml, "__with_libyaml__", False):
     class _CStrictLoader(yaml.CSafeLoader):  # type: ignore[no-redef]
         """libyaml's SafeLoader refusing duplicate keys (aliases: see ``_fast_load``)."""
 
-        construct_mapping = _StrictLoader.construct_mapping  # type: ignore[assignment]
+        construct_mapping = _StrictLoader.construct_mapping
 
 
 def _fast_load(text: str | bytes) -> Any:
@@ -293,7 +293,8 @@ class _Checker:
                 raise self.fail(where, f"key {key!r} is not a string")
             if isinstance(item, dict):
                 self.tree(item, f"{where}.{key}")
-        return value
+        tree: dict[str, Any] = value
+        return tree
 
 
 def _names(types: tuple[type, ...]) -> str:

@@ -97,7 +97,8 @@ def load_file(spec: str, root: Path) -> dict[str, Any]:
             doc = doc[part]
     if not isinstance(doc, dict):
         raise BadInput(spec, "expected a mapping of names to values")
-    return _plain(doc, spec)
+    plain: dict[str, Any] = _plain(doc, spec)
+    return plain
 
 
 def _plain(value: Any, source: str) -> Any:

@@ -24,7 +24,7 @@ from mlsnap.errors import (
     WouldOverwrite,
 )
 from mlsnap.fsutil import fault_point
-from mlsnap.manifest import Manifest
+from mlsnap.manifest import Environment, Manifest
 from mlsnap.snapshot import _check_pointers
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def _present(repo: Repo, md5: str) -> bool:
 
 def pull(name: str | None = None, *, force: bool = False, python: str | None = None,
          jobs: int | None = None, remote: str | None = None, cwd: Path | None = None,
-         env: environment.Environment | None = None) -> PullResult:
+         env: Environment | None = None) -> PullResult:
     """Make the workspace match the manifests at HEAD exactly; see ``mlsnap pull --help``."""
     root = workspace.find_root(cwd)
     workspace.require_ready(root)

@@ -448,8 +448,8 @@ def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
     Every file is written to a temporary name beside its destination, checked against its
     hash while it is copied, and renamed into place only when it matches.
     """
-    from mlsnap.errors import MissingObjects
-    from mlsnap.manifest import ManifestInvalid, check_path
+    from mlsnap.errors import ManifestInvalid, MissingObjects
+    from mlsnap.manifest import check_path
 
     state, actual = object_state(repo, md5)
     if state == "missing":

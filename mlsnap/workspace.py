@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 
 from mlsnap import gitrepo
-from mlsnap.errors import BadInput, NoSnapshot, NotInitialized
+from mlsnap.errors import BadInput, ManifestInvalid, NoSnapshot, NotInitialized
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Manifest,
-    ManifestInvalid,
     check_inside,
     check_path,
     is_valid_name,
