@@ -10,8 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "commit", "pull", "push", "show", "log", "status", "init", "diff",
-           "tag", "get", "Checkpointer", "MlsnapError"]
+__all__ = [
+    "Checkpointer",
+    "MlsnapError",
+    "__version__",
+    "commit",
+    "diff",
+    "get",
+    "init",
+    "log",
+    "pull",
+    "push",
+    "show",
+    "status",
+    "tag",
+]
 
 _LAZY = {
     "commit": "mlsnap.api",

@@ -13,7 +13,8 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 def _normalize(name: str) -> str:

@@ -266,7 +266,7 @@ class Checkpointer:
         if self.snapshot and self._saved_since_commit:
             self.commit()
 
-    def __enter__(self) -> Checkpointer:
+    def __enter__(self) -> Checkpointer:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

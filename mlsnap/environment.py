@@ -180,8 +180,8 @@ class Drift:
         shown = rows[:limit]
         width = [max(len(r[i]) for r in shown + [("package", "recorded", "current")])
                  for i in range(3)]
-        lines = [f"environment drift: {len(self.changed)} changed, {len(self.missing)} missing, "
-                 f"{len(self.extra)} extra package(s)"]
+        lines = [(f"environment drift: {len(self.changed)} changed, {len(self.missing)} missing, "
+                  f"{len(self.extra)} extra package(s)")]
         for r in [("package", "recorded", "current"), *shown]:
             lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip())
         if len(rows) > limit:

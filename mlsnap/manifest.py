@@ -218,7 +218,7 @@ def _fast_load(text: str | bytes) -> Any:
     for event in yaml.parse(text, Loader=yaml.CSafeLoader):
         if isinstance(event, yaml.AliasEvent):
             raise _NotPlain
-    return yaml.load(text, Loader=_CStrictLoader)  # noqa: S506 - a CSafeLoader subclass
+    return yaml.load(text, Loader=_CStrictLoader)
 
 
 def safe_load(text: str | bytes, source: str) -> Any:
@@ -231,7 +231,7 @@ def safe_load(text: str | bytes, source: str) -> Any:
         except (_NotPlain, yaml.YAMLError, RecursionError, ValueError):
             pass  # the strict loader below decides, and words the error, as always
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - _StrictLoader is a SafeLoader
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise ManifestInvalid(source, f"not valid YAML: {reason}") from None

@@ -123,7 +123,7 @@ def _has_remote(root: Path) -> bool:
 
 
 def check_semver(version: str) -> str:
-    version = version[1:] if version.startswith("v") else version
+    version = version.removeprefix("v")
     if not SEMVER_RE.match(version):
         raise BadInput(f"--tag {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
     return version
@@ -335,7 +335,7 @@ def _check_paths(root: Path, artifacts: list[str], inputs: list[str]) -> None:
                        "(`mlsnap commit model.pkl --data data/`)")
     both = set(artifacts) & set(inputs)
     if both:
-        raise BadInput(sorted(both)[0], "given both as an artifact and as --data")
+        raise BadInput(min(both), "given both as an artifact and as --data")
     everything = artifacts + inputs
     if len(set(everything)) != len(everything):
         raise BadInput(next(p for p in everything if everything.count(p) > 1), "given twice")

@@ -329,7 +329,7 @@ def object_state(repo: Repo, md5: str) -> tuple[str, str | None]:
     if not path.is_file():
         return "missing", None
     actual = md5_file(path)
-    expected = md5[:-4] if md5.endswith(".dir") else md5
+    expected = md5.removesuffix(".dir")
     return ("ok" if actual == expected else "corrupt"), actual
 
 

@@ -47,7 +47,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        if rel.startswith(".git/") or rel.startswith(".dvc/tmp") or not p.is_file():
+        if rel.startswith((".git/", ".dvc/tmp")) or not p.is_file():
             continue
         out[rel] = sha256(p)
     return out

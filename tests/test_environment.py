@@ -31,7 +31,7 @@ def test_redaction_of_urls_secret_keys_and_known_token_shapes() -> None:
 
 
 def test_drift_lists_changed_missing_and_extra_packages() -> None:
-    base = dict(python="3.11.7", implementation="CPython", os="Linux", machine="x86_64")
+    base = {"python": "3.11.7", "implementation": "CPython", "os": "Linux", "machine": "x86_64"}
     recorded = Environment(**base, packages={"numpy": "2.0.0", "torch": "2.13.0", "a": "1"})
     current = Environment(**{**base, "python": "3.11.9"},
                           packages={"numpy": "2.1.0", "a": "1", "new": "0.1"})
