@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,7 @@ class _Shell:
         self.env = env
 
     def run(self, cwd: Path, *args: str, show: str | None = None) -> str:
-        shown = show or " ".join(args)
+        shown = show or shlex.join(args)
         click.secho(f"$ {shown}", bold=True)
         proc = subprocess.run(list(args), cwd=cwd, env=self.env, capture_output=True, text=True,
                               check=False)
@@ -72,7 +73,7 @@ class _Shell:
 
     def mlsnap(self, cwd: Path, *args: str) -> str:
         return self.run(cwd, sys.executable, "-m", "mlsnap", *args,
-                        show="mlsnap " + " ".join(args))
+                        show=shlex.join(["mlsnap", *args]))
 
     def git(self, cwd: Path, *args: str, quiet: bool = False) -> str:
         if quiet:
