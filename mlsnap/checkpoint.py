@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mlsnap.errors import BadInput, MlsnapError
-from mlsnap.fsutil import TMP_PREFIX, _fsync_dir, atomic_write, fault_point
+from mlsnap.fsutil import TMP_PREFIX, _fsync_dir, atomic_write, fault_point, md5_file
 
 if TYPE_CHECKING:
     from mlsnap.snapshot import CommitResult
@@ -42,7 +42,6 @@ INDEX_NAME = "index.yaml"
 INDEX_SCHEMA = 1
 _NAME_RE = re.compile(r"^step-\d{6,}-\d{8}T\d{6}Z(-\d+)?(\.[A-Za-z0-9_-]+)*$")
 _SUFFIX_RE = re.compile(r"^(\.[A-Za-z0-9_-]+)*$")
-_CHUNK = 1024 * 1024
 
 SaveFn = Callable[[Path], Any]
 
@@ -448,21 +447,13 @@ def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
     return iter(sorted(found))
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tree_hash(path: Path) -> tuple[str, int, int]:
     """DVC's hash, total size and file count of a file or folder (``.dir`` hash for folders)."""
     if not path.is_dir():
-        return _md5(path), path.stat().st_size, 1
+        return md5_file(path), path.stat().st_size, 1
     listing, size, nfiles = [], 0, 0
     for rel, full in _walk_files(path):
-        listing.append({"md5": _md5(full), "relpath": rel})
+        listing.append({"md5": md5_file(full), "relpath": rel})
         size += full.stat().st_size
         nfiles += 1
     digest = hashlib.md5(json.dumps(listing, sort_keys=True).encode("utf-8")).hexdigest()

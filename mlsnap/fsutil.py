@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import signal
@@ -22,6 +23,15 @@ def fault_point(step: str) -> None:
     """Die by SIGKILL at ``step`` when MLSNAP_FAULT_AT names it (crash-safety tests only)."""
     if os.environ.get("MLSNAP_FAULT_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def md5_file(path: Path, chunk: int = 1024 * 1024) -> str:
+    """md5 of a file's bytes, as DVC computes it for a file object."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlsnap.errors import BadInput, MlsnapError, NotInitialized, PushFailed, RemoteError
+from mlsnap.fsutil import md5_file
 from mlsnap.manifest import Output
 
 if TYPE_CHECKING:
@@ -313,14 +314,6 @@ def checkout(repo: Repo, targets: Sequence[str]) -> None:
 def cache_file(repo: Repo, md5: str) -> Path:
     """Path of an object in the local cache (it may not exist)."""
     return Path(repo.cache.local.oid_to_path(md5))
-
-
-def md5_file(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def object_state(repo: Repo, md5: str) -> tuple[str, str | None]:
