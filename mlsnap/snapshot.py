@@ -221,12 +221,8 @@ def commit(
         pfiles = list(param_files) if param_files is not None else sources.get("params", [])
         mfiles = list(metric_files) if metric_files is not None else sources.get("metrics", [])
         secrets = environment.env_secrets()
-        param_tree = params.merge(extra_params or {},
-                                  params.collect(pfiles, param_values, "-p", root))
-        metric_tree = params.merge(extra_metrics or {},
-                                   params.collect(mfiles, metric_values, "-m", root))
-        param_tree = environment.redact(param_tree, secrets)
-        metric_tree = environment.redact(metric_tree, secrets)
+        param_tree = _values(root, pfiles, param_values, "-p", extra_params, secrets)
+        metric_tree = _values(root, mfiles, metric_values, "-m", extra_metrics, secrets)
         message = environment.redact_text(message, secrets)
         recorded_env = env if env is not None else environment.capture(python)
 
@@ -285,18 +281,11 @@ def commit(
                 cfg.sources[name] = new_sources
                 configmod.save(root, cfg)
 
-            to_stage = [f for f in owned if (root / f).exists()]
+            to_stage = list(owned)
             if patch_rel:
                 to_stage += [store.dvc_file(patch_rel), f"{MANIFEST_DIR}/patches/.gitignore"]
-            to_stage = [f for f in dict.fromkeys(to_stage) if (root / f).exists()]
             subject = f"mlsnap: {name}: {message or 'snapshot'}".splitlines()[0]
-            fault_point("before-git-commit")
-            if moved or gitrepo.changed_since_head(root, to_stage):
-                sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved)
-            else:  # HEAD already holds this exact snapshot (a rerun after a kill after commit)
-                sha = gitrepo.head(root)
-                gitrepo.sync_index(root, to_stage)  # the kill may have beaten the index update
-            fault_point("after-git-commit")
+            sha = _git_commit(root, subject, to_stage, moved)
             if tag_ref:
                 gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
 
@@ -310,6 +299,27 @@ def commit(
                     raise PushFailed(exc.remote, exc.reason, committed=sha) from None
                 fault_point("after-push")
     return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved))
+
+
+def _values(root: Path, files: Sequence[str], assignments: Sequence[str], option: str,
+            extra: dict[str, Any] | None, secrets: list[str]) -> dict[str, Any]:
+    """Params or metrics: ``extra`` (API dicts), then files, then ``K=V``; secrets redacted."""
+    tree = params.merge(extra or {}, params.collect(files, assignments, option, root))
+    redacted: dict[str, Any] = environment.redact(tree, secrets)
+    return redacted
+
+
+def _git_commit(root: Path, subject: str, files: Sequence[str], moved: Sequence[str]) -> str:
+    """The snapshot's one Git commit: ``files`` added, ``moved`` (now DVC's) removed."""
+    to_stage = [f for f in dict.fromkeys(files) if (root / f).exists()]
+    fault_point("before-git-commit")
+    if moved or gitrepo.changed_since_head(root, to_stage):
+        sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved)
+    else:  # HEAD already holds this exact snapshot (a rerun after a kill after commit)
+        sha = gitrepo.head(root)
+        gitrepo.sync_index(root, to_stage)  # the kill may have beaten the index update
+    fault_point("after-git-commit")
+    return sha
 
 
 def _remove_partial_objects(repo: Any) -> None:
