@@ -229,7 +229,8 @@ def add(repo: Repo, paths: Sequence[str]) -> dict[str, Output]:
     return result
 
 
-def unchanged_files(repo: Repo, known: Sequence[Output], paths: Sequence[str]) -> dict[str, Output]:
+def unchanged_files(repo: Repo, known: Sequence[Output],
+                    paths: Sequence[str]) -> dict[str, Output]:
     """The files among ``paths`` that ``known`` (the previous snapshot) records and that are
     unchanged: same hash in the workspace, in the ``.dvc`` pointer and in the cache.
 
