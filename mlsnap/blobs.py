@@ -31,6 +31,7 @@ from mlsnap.manifest import (
     Output,
     Patch,
     from_dict,
+    load_safely,
     loads,
 )
 
@@ -92,14 +93,14 @@ def _load(blob: bytes) -> Any:
     text = blob.decode("utf-8")
     parts = _sections(text)
     if parts is None:
-        return yaml.load(text, Loader=_loader())  # a CSafeLoader subclass
+        return load_safely(text, _loader())
     items: list[tuple[Any, Any]] = []
     rest = [part for part in parts if len(part) < _MEMO_MIN]
     for part in parts:
         if len(part) >= _MEMO_MIN:
             items.append(_section(part))
     if rest:  # the small blocks, in one document: still top-level blocks, same meaning
-        small = yaml.load("".join(rest), Loader=_loader())  # a CSafeLoader subclass
+        small = load_safely("".join(rest), _loader())
         if not isinstance(small, dict) or len(small) != len(rest):
             raise _Fallback
         items += small.items()
@@ -138,7 +139,7 @@ def _section(text: str) -> tuple[Any, Any]:
 
     The value is shared by every manifest with the same block: manifests are read-only.
     """
-    doc = yaml.load(text, Loader=_loader())  # a CSafeLoader subclass
+    doc = load_safely(text, _loader())
     if not isinstance(doc, dict) or len(doc) != 1:
         raise _Fallback
     return next(iter(doc.items()))

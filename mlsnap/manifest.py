@@ -202,6 +202,22 @@ class _NotPlain(Exception):
     """An alias in the document: only the strict loader judges those."""
 
 
+def load_safely(text: str | bytes, loader: type[Any]) -> Any:
+    """Parse one YAML document with ``loader``, which must be a safe loader.
+
+    The one place mlsnap turns YAML into objects: a loader that could build Python objects
+    (``yaml.Loader``, ``UnsafeLoader``) is refused here, whoever asks.
+    """
+    safe = (yaml.SafeLoader, *((yaml.CSafeLoader,) if hasattr(yaml, "CSafeLoader") else ()))
+    if not issubclass(loader, safe):
+        raise TypeError(f"{loader.__name__} is not a safe YAML loader")
+    parser = loader(text)
+    try:
+        return parser.get_single_data()
+    finally:
+        parser.dispose()
+
+
 _CStrictLoader: Any = None
 if getattr(yaml, "__with_libyaml__", False):
 
@@ -218,7 +234,7 @@ def _fast_load(text: str | bytes) -> Any:
     for event in yaml.parse(text, Loader=yaml.CSafeLoader):
         if isinstance(event, yaml.AliasEvent):
             raise _NotPlain
-    return yaml.load(text, Loader=_CStrictLoader)
+    return load_safely(text, _CStrictLoader)
 
 
 def safe_load(text: str | bytes, source: str) -> Any:
@@ -231,7 +247,7 @@ def safe_load(text: str | bytes, source: str) -> Any:
         except (_NotPlain, yaml.YAMLError, RecursionError, ValueError):
             pass  # the strict loader below decides, and words the error, as always
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        return load_safely(text, _StrictLoader)
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise ManifestInvalid(source, f"not valid YAML: {reason}") from None
