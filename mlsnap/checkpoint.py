@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from mlsnap.errors import BadInput, MlsnapError
+from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError
 from mlsnap.fsutil import TMP_PREFIX, _fsync_dir, atomic_write, fault_point, md5_file
 
 if TYPE_CHECKING:
@@ -44,19 +44,6 @@ _NAME_RE = re.compile(r"^step-\d{6,}-\d{8}T\d{6}Z(-\d+)?(\.[A-Za-z0-9_-]+)*$")
 _SUFFIX_RE = re.compile(r"^(\.[A-Za-z0-9_-]+)*$")
 
 SaveFn = Callable[[Path], Any]
-
-
-class CheckpointIndexInvalid(MlsnapError):
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(
-            f"{path}: invalid checkpoint index: {reason}; restore it with `mlsnap pull` "
-            "or move the folder away to start a new run"
-        )
-
-
-class CheckpointFailed(MlsnapError):
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: checkpoint not saved: {reason}")
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,16 @@ class GitFailed(MlsnapError):
     def __init__(self, args: Iterable[str], code: int, stderr: str) -> None:
         detail = " ".join(line.strip() for line in stderr.strip().splitlines()[:3]) or "no output"
         super().__init__(f"`git {' '.join(args)}` failed with exit code {code}: {detail}")
+
+
+class CheckpointIndexInvalid(MlsnapError):
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(
+            f"{path}: invalid checkpoint index: {reason}; restore it with `mlsnap pull` "
+            "or move the folder away to start a new run"
+        )
+
+
+class CheckpointFailed(MlsnapError):
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: checkpoint not saved: {reason}")
