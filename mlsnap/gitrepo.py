@@ -164,6 +164,9 @@ def is_shallow(root: Path) -> bool:
 
 
 def git_dir(root: Path) -> Path:
+    """This work tree's Git directory; no process in the common case of a plain ``.git``."""
+    if (root / ".git").is_dir():
+        return root / ".git"
     path = Path(out(root, ["rev-parse", "--git-dir"]))
     return path if path.is_absolute() else root / path
 
