@@ -126,6 +126,17 @@ def snapshot(root: Path, *args: str) -> None:
     mlsnap(root, "commit", "model.pkl", *args)
 
 
+def two_snapshots(root: Path) -> tuple[str, str, str]:
+    """Snapshots at lr 0.1 then 0.5: (first snapshot commit, its model sha256, the second's)."""
+    snapshot(root)
+    first = git(root, "rev-parse", "HEAD")
+    v1 = sha256(root / "model.pkl")
+    (root / "params.yaml").write_text("lr: 0.5\nepochs: 10\n")
+    git(root, "commit", "-q", "-am", "lr 0.5")
+    snapshot(root)
+    return first, v1, sha256(root / "model.pkl")
+
+
 def cache_object(root: Path, path: str) -> Path:
     md5 = yaml.safe_load((root / f"{path}.dvc").read_text())["outs"][0]["md5"]
     return root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
@@ -218,13 +229,7 @@ def test_install_respects_core_hooks_path_and_refuses_a_conflict(tmp_path: Path)
 
 
 def test_post_checkout_restores_the_older_snapshot(project: Path) -> None:
-    snapshot(project)
-    first = git(project, "rev-parse", "HEAD")
-    v1 = sha256(project / "model.pkl")
-    (project / "params.yaml").write_text("lr: 0.5\nepochs: 10\n")
-    git(project, "commit", "-q", "-am", "lr 0.5")
-    snapshot(project)
-    v2 = sha256(project / "model.pkl")
+    first, v1, v2 = two_snapshots(project)
     assert v1 != v2
     mlsnap(project, "hooks", "install")
 
@@ -397,12 +402,7 @@ def test_framework_push_uploads_or_blocks(project: Path, remote_dir: Path, tmp_p
 @pytest.mark.slow
 def test_framework_pull(project: Path, remote_dir: Path,
                         framework: Framework) -> None:
-    snapshot(project)
-    first = git(project, "rev-parse", "HEAD")
-    v1 = sha256(project / "model.pkl")
-    (project / "params.yaml").write_text("lr: 0.5\nepochs: 10\n")
-    git(project, "commit", "-q", "-am", "lr 0.5")
-    snapshot(project)
+    first, v1, _ = two_snapshots(project)
     git(project, "checkout", "-q", first)
     ok = run_hook(project, framework, "mlsnap-pull", stage="post-checkout")
     assert ok.returncode == 0, ok.stdout + ok.stderr
