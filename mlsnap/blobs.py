@@ -37,13 +37,23 @@ from mlsnap.manifest import (
 
 _CACHE_FORMAT = 1
 _CACHE_MAX_ENTRIES = 100_000
-# A top-level key line of a block mapping, as mlsnap writes them.
-_SECTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*:(?: |$)", re.MULTILINE)
-# Blocks at least this long are parsed once per distinct text; shorter ones are parsed together.
-_MEMO_MIN = 256
-# Where cutting the text at column-0 keys could change its meaning: other line breaks,
-# directives, document markers, a byte-order mark, tabs. Such documents are parsed whole.
-_UNSPLITTABLE = re.compile(r"[\r\x85\u2028\u2029\ufeff\t]|^(?:---|\.\.\.|%)", re.MULTILINE)
+# A top-level key line of a block mapping, as mlsnap writes them (after its line break: a
+# pattern that starts with a literal is searched for fast, a pattern that starts with ^ is not).
+_SECTION = re.compile(r"\n[A-Za-z_][A-Za-z0-9_]*:(?: |$)", re.MULTILINE)
+# Each top-level block, parsed once per distinct text: (key, value), shared by every manifest
+# holding the same block (manifests are read-only). Bounded: cleared when it grows past this.
+_SEEN: dict[str, tuple[Any, Any]] = {}
+_SEEN_MAX = 50_000
+# Where cutting the text at column-0 keys could change its meaning: other line breaks, a
+# byte-order mark, tabs; directives and document markers at the start of a line. Such
+# documents are parsed whole.
+_UNSPLITTABLE_CHARS = ("\r", "\x85", "\u2028", "\u2029", "\ufeff", "\t")
+_UNSPLITTABLE_LINES = ("---", "...", "%")
+
+
+# An alias needs "*", a merge key "<<" (or the tag "!!merge"), a tag "!": a text without these
+# bytes (even inside quotes: mlsnap writes none of them) holds none of them.
+_NOT_PLAIN = (b"*", b"<<", b"!")
 
 
 class _Fallback(Exception):
@@ -54,22 +64,16 @@ class _Fallback(Exception):
 def _c_loader() -> type | None:
     """A libyaml loader that gives up, rather than deciding, on anything the strict one refuses.
 
-    Only plain documents (no aliases, merge keys or duplicate keys) are decided here; for them
-    both loaders build the same data. Everything else goes to ``manifest.loads``.
+    Only plain documents (no aliases, merge keys, tags or duplicate keys) are decided here; for
+    them both loaders build the same data. Everything else goes to ``manifest.loads``.
     """
     base = getattr(yaml, "CSafeLoader", None)
     if base is None:
         return None
 
     class _CPlain(base):  # type: ignore[valid-type, misc]
-        def construct_object(self, node: Any, deep: bool = False) -> Any:
-            if node in self.constructed_objects or node in self.recursive_objects:
-                raise _Fallback  # the same node reached twice: an alias
-            return super().construct_object(node, deep=deep)
-
+        # ``_load`` gives up first on any text that could hold an alias, a merge key or a tag.
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
-                raise _Fallback
             mapping = super().construct_mapping(node, deep=deep)
             if len(mapping) != len(node.value):
                 raise _Fallback  # a duplicate key
@@ -90,20 +94,21 @@ def parse(blob: bytes, source: str, fast: bool = True) -> Manifest:
 
 
 def _load(blob: bytes) -> Any:
+    if any(mark in blob for mark in _NOT_PLAIN):
+        raise _Fallback
     text = blob.decode("utf-8")
     parts = _sections(text)
     if parts is None:
         return load_safely(text, _loader())
-    items: list[tuple[Any, Any]] = []
-    rest = [part for part in parts if len(part) < _MEMO_MIN]
-    for part in parts:
-        if len(part) >= _MEMO_MIN:
-            items.append(_section(part))
-    if rest:  # the small blocks, in one document: still top-level blocks, same meaning
-        small = load_safely("".join(rest), _loader())
-        if not isinstance(small, dict) or len(small) != len(rest):
-            raise _Fallback
-        items += small.items()
+    new = [part for part in dict.fromkeys(parts) if part not in _SEEN]
+    if new:  # the blocks not met before, in one document: still top-level blocks, same meaning
+        doc = load_safely("".join(new), _loader())
+        if not isinstance(doc, dict) or len(doc) != len(new):
+            raise _Fallback  # a duplicate key, or a block that is not one key
+        if len(_SEEN) > _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN.update(zip(new, doc.items()))
+    items = [_SEEN[part] for part in parts]
     doc = dict(items)
     if len(doc) != len(parts):
         raise _Fallback  # a duplicate top-level key
@@ -121,28 +126,18 @@ def _sections(text: str) -> list[str] | None:
     block means the same alone as in the document. A cut inside a quoted scalar or a flow
     collection leaves one block unterminated, which fails to parse: then the whole is parsed.
     """
-    if _UNSPLITTABLE.search(text):
+    if any(c in text for c in _UNSPLITTABLE_CHARS) or text.startswith(_UNSPLITTABLE_LINES) \
+            or any(f"\n{mark}" in text for mark in _UNSPLITTABLE_LINES):
         return None
-    starts = [m.start() for m in _SECTION.finditer(text)]
+    text = "\n" + text
+    starts = [m.start() + 1 for m in _SECTION.finditer(text)]
     if not starts or any(line.strip() and not line.startswith("#")
-                         for line in text[:starts[0]].split("\n")):
+                         for line in text[1:starts[0]].split("\n")):
         return None
     parts = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)])]
     if not parts[-1].endswith("\n"):
         parts[-1] += "\n"
     return parts
-
-
-@functools.lru_cache(maxsize=4096)
-def _section(text: str) -> tuple[Any, Any]:
-    """One top-level block, parsed once per distinct text (``environment:`` repeats a lot).
-
-    The value is shared by every manifest with the same block: manifests are read-only.
-    """
-    doc = load_safely(text, _loader())
-    if not isinstance(doc, dict) or len(doc) != 1:
-        raise _Fallback
-    return next(iter(doc.items()))
 
 
 class Cache:
@@ -153,6 +148,7 @@ class Cache:
         self.key = f"{_CACHE_FORMAT}:{SCHEMA}:{_version()}"
         self.blobs: dict[str, Any] = {}
         self.envs: dict[str, Any] = {}
+        self._env_keys: dict[int, tuple[dict[str, str], str]] = {}
         self.dirty = False
         try:
             doc = json.loads(path.read_bytes())
@@ -177,7 +173,15 @@ class Cache:
         else:
             doc = result.to_dict()
             env = doc.pop("environment")
-            env_key = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()
+            # Manifests parsed from one environment block share its packages mapping (see
+            # ``_SEEN``), hence its key: digest it once.
+            packages = result.environment.packages
+            known = self._env_keys.get(id(packages))
+            if known is None or known[0] is not packages:
+                env_key = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()
+                self._env_keys[id(packages)] = (packages, env_key)
+            else:
+                env_key = known[1]
             self.envs[env_key] = env
             self.blobs[blob] = {"m": doc, "e": env_key}
         self.dirty = True

@@ -6,6 +6,7 @@ duplicate keys, and every field is type-checked before a ``Manifest`` exists.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -324,29 +325,34 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def check_path(path: str, checker: _Checker | None = None, where: str = "path") -> str:
     """Validate a repo-relative POSIX path from an untrusted source; return it unchanged."""
+    reason = _path_problem(path)
+    if reason is None:
+        return path
+    if checker is None:
+        raise ManifestInvalid("manifest", f"{where}: {reason}")
+    raise checker.fail(where, reason)
 
-    def fail(reason: str) -> ManifestInvalid:
-        if checker is None:
-            return ManifestInvalid("manifest", f"{where}: {reason}")
-        return checker.fail(where, reason)
 
+@functools.lru_cache(maxsize=4096)
+def _path_problem(path: str) -> str | None:
+    """What is wrong with ``path`` (None: nothing); asked once per distinct path."""
     if not path:
-        raise fail("empty path")
+        return "empty path"
     if _CONTROL.search(path) or any(unicodedata.category(c) == "Cc" for c in path):
-        raise fail(f"{path!r} contains control characters")
+        return f"{path!r} contains control characters"
     if "\\" in path:
-        raise fail(f"{path!r} is not a POSIX path (backslash)")
+        return f"{path!r} is not a POSIX path (backslash)"
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise fail(f"{path!r} is absolute; paths must be relative to the repository")
+        return f"{path!r} is absolute; paths must be relative to the repository"
     parts = PurePosixPath(path).parts
     if ".." in path.split("/"):
-        raise fail(f"{path!r} contains '..'")
+        return f"{path!r} contains '..'"
     for part in parts:
         if part.rstrip(". ").lower() == ".git" or part.lower().startswith(".git "):
-            raise fail(f"{path!r} points into .git")
+            return f"{path!r} points into .git"
     if path.split("/")[0].lower() == ".dvc" and len(parts) > 1:
-        raise fail(f"{path!r} points into .dvc")
-    return path
+        return f"{path!r} points into .dvc"
+    return None
 
 
 def check_inside(root: Path, path: str, source: str) -> Path:

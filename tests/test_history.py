@@ -486,6 +486,7 @@ def test_fast_reader_reads_shared_sections_once(repo: Repo) -> None:
     second = blobs.parse(text.replace(b"message: fourth", b"message: again"), "b")
     assert second.message == "again" and second.environment == first.environment
     assert second.environment.packages is first.environment.packages  # parsed once
+    assert second.params is first.params  # small blocks too: only the new message was parsed
 
 
 def test_cache_round_trip_gives_the_same_manifest(repo: Repo, tmp_path: Path) -> None:
