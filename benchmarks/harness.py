@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 _BLOCK = 64 * MiB
+_STAMP = 64
 Command = Sequence[str]
 
 
@@ -153,7 +155,29 @@ def write_tree(folder: Path, nfiles: int, token: str, size: int = 1024) -> None:
         sub = folder / f"part{i // 100:04d}"
         if i % 100 == 0:
             sub.mkdir(parents=True, exist_ok=True)
-        (sub / f"item{i:06d}.bin").write_bytes(f"{token}:{i}:".encode() + noise)
+        # A fixed-size stamp keeps every file's size: rewritten in place, never truncated (a
+        # truncation frees blocks, and this disk discards them, slowly and unevenly).
+        data = f"{token}:{i}:".encode().ljust(_STAMP, b"#")[:_STAMP] + noise
+        fd = os.open(sub / f"item{i:06d}.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+
+def md5_seconds(path: Path) -> float:
+    """Seconds to MD5 ``path`` once, read from the page cache (the floor of a verified pull)."""
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while f.read(_BLOCK):  # warm the page cache first: time the hash, not the disk
+            pass
+        f.seek(0)
+        start = time.perf_counter()
+        while block := f.read(8 * MiB):
+            digest.update(block)
+    return time.perf_counter() - start
 
 
 def drop_cache_object(repo: Path, md5: str | None) -> None:
@@ -210,12 +234,18 @@ class Row:
         return self.mlsnap / self.peer
 
 
-def alternate(shell: Shell, mine: Side, peer: Side,
-              runs: int) -> dict[str, list[tuple[float, int]]]:
-    """Run both sides ``runs`` times, alternating which goes first; (seconds, RSS) per run."""
-    results: dict[str, list[tuple[float, int]]] = {mine.label: [], peer.label: []}
+def alternate(shell: Shell, mine: Side, peer: Side, runs: int,
+              *context: Side) -> dict[str, list[tuple[float, int]]]:
+    """Run every side ``runs`` times, rotating which goes first; (seconds, RSS) per run.
+
+    ``context`` sides (a third contender shown for context) join the rotation.
+    """
+    sides = [mine, peer, *context]
+    results: dict[str, list[tuple[float, int]]] = {side.label: [] for side in sides}
     for i in range(runs):
-        order = (mine, peer) if i % 2 == 0 else (peer, mine)
+        order = sides[i % len(sides):] + sides[:i % len(sides)]
+        if len(sides) == 2 and i % 2:
+            order = [peer, mine]
         for side in order:
             side.prepare(i)
             results[side.label].append(shell.sequence(side.commands(i), side.cwd(i)))
