@@ -213,6 +213,7 @@ class Side:
     commands: Callable[[int], list[Command]]
     prepare: Callable[[int], None] = lambda i: None
     finish: Callable[[int], None] = lambda i: None
+    max_runs: int | None = None  # a context side may run fewer times than the contenders
 
 
 @dataclass
@@ -247,6 +248,8 @@ def alternate(shell: Shell, mine: Side, peer: Side, runs: int,
         if len(sides) == 2 and i % 2:
             order = [peer, mine]
         for side in order:
+            if side.max_runs is not None and i >= side.max_runs:
+                continue
             side.prepare(i)
             results[side.label].append(shell.sequence(side.commands(i), side.cwd(i)))
             side.finish(i)
