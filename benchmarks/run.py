@@ -37,6 +37,13 @@ def machine() -> str:
             f"{version(['git', '--version'])}")
 
 
+def remove(folder: Path) -> None:
+    """Delete the run's folder: ``rm -rf`` unlinks the dataset cases' ~500,000 small files about
+    twice as fast as ``shutil.rmtree`` on this disk."""
+    if subprocess.run(["rm", "-rf", "--", str(folder)], check=False).returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true",
@@ -72,14 +79,16 @@ def main(argv: list[str] | None = None) -> int:
             case_rows = getattr(bench, method)()
             rows += case_rows
             print(f"  {case}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        print(table(rows), flush=True)
     finally:
+        cleaning = time.perf_counter()
         if args.keep:
             print(f"kept {base}", file=sys.stderr)
         else:
-            shutil.rmtree(base, ignore_errors=True)
+            remove(base)
+        cleaning = time.perf_counter() - cleaning
     total = time.perf_counter() - started
-    print(table(rows))
-    print(f"\ntotal {total:.0f} s")
+    print(f"\ntotal {total:.0f} s ({cleaning:.0f} s of it deleting the temporary folder)")
     if args.json:
         args.json.write_text(json.dumps({
             "machine": header, "quick": args.quick, "runs": args.runs, "seconds": total,
