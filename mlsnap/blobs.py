@@ -41,7 +41,7 @@ _CACHE_MAX_ENTRIES = 100_000
 # pattern that starts with a literal is searched for fast, a pattern that starts with ^ is not).
 _SECTION = re.compile(r"\n[A-Za-z_][A-Za-z0-9_]*:(?: |$)", re.MULTILINE)
 # Each top-level block, parsed once per distinct text: (key, value), shared by every manifest
-# holding the same block (manifests are read-only). Bounded: cleared when it grows past this.
+# holding the same block within one call (see ``forget``). Bounded: cleared past this size.
 _SEEN: dict[str, tuple[Any, Any]] = {}
 _SEEN_MAX = 50_000
 # Where cutting the text at column-0 keys could change its meaning: other line breaks, a
@@ -113,6 +113,12 @@ def _load(blob: bytes) -> Any:
     if len(doc) != len(parts):
         raise _Fallback  # a duplicate top-level key
     return doc
+
+
+def forget() -> None:
+    """Drop the shared blocks: manifests handed out by one call never share objects with the
+    next call's (a caller who edits a returned ``params`` dict changes only its own copy)."""
+    _SEEN.clear()
 
 
 def _loader() -> Any:

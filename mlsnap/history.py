@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsnap import gitrepo, workspace
-from mlsnap.blobs import Cache, parse
+from mlsnap.blobs import Cache, forget, parse
 from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
 from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
 
@@ -189,14 +189,17 @@ def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) ->
     results = {blob: cache.get(blob) for blob in dict.fromkeys(f.blob for f in found)}
     todo = [blob for blob, result in results.items() if result is None]
     contents = read_blobs(root, todo)
-    for blob in todo:
-        try:
-            results[blob] = parse(contents[blob], blob)
-        except ManifestInvalid as exc:
-            results[blob] = exc.reason
-        except KeyError:
-            continue  # not in the object store (a partial clone): reported below
-        cache.put(blob, results[blob])  # type: ignore[arg-type]
+    try:
+        for blob in todo:
+            try:
+                results[blob] = parse(contents[blob], blob)
+            except ManifestInvalid as exc:
+                results[blob] = exc.reason
+            except KeyError:
+                continue  # not in the object store (a partial clone): reported below
+            cache.put(blob, results[blob])  # type: ignore[arg-type]
+    finally:
+        forget()
     cache.save()
     entries = []
     for f in found:

@@ -249,6 +249,17 @@ def test_history_commands_do_not_import_dvc(repo: Repo) -> None:
         assert proc.stderr.endswith("exit=0 dvc=False"), (args, proc.stderr)
 
 
+def test_log_calls_share_no_parsed_objects(repo: Repo) -> None:
+    cache = repo.root / ".git" / "mlsnap" / "history.json"
+    cache.unlink(missing_ok=True)  # parse every manifest, in both calls
+    first = api.log(name="model", repo=repo.root)
+    cache.unlink(missing_ok=True)
+    second = api.log(name="model", repo=repo.root)
+    a, b = first[0].manifest, second[0].manifest
+    assert a is not None and b is not None and a.params == b.params
+    assert a.params is not b.params  # editing one call's result cannot reach the other's
+
+
 def test_python_api_log_returns_frozen_entries(repo: Repo) -> None:
     entries = api.log(name="model", limit=3, repo=repo.root)
     assert [e.commit for e in entries] == [repo.sha["s4"], repo.sha["broken"], repo.sha["s2"]]
