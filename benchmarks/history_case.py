@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness import Row, median
-from mlsnap.manifest import Code, Environment, Manifest, Output, dump
+from mlsnap.environment import Environment
+from mlsnap.manifest import Code, Manifest, Output, dump
 
 _ENV = Environment(python="3.11.7", implementation="CPython", os="Linux-6.1.0-x86_64",
                    machine="x86_64", packages={"numpy": "2.1.0", "scikit-learn": "1.5.2"})

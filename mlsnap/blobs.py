@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
+from mlsnap.environment import Environment
 from mlsnap.manifest import (
     MAX_MANIFEST_BYTES,
     SCHEMA,
     Code,
-    Environment,
     Manifest,
     Output,
     Patch,

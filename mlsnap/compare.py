@@ -13,7 +13,8 @@ from typing import Any
 
 from mlsnap import blobs, gitrepo, history, workspace
 from mlsnap.errors import NoSnapshot
-from mlsnap.manifest import Manifest, Output, jsonable, manifest_path
+from mlsnap.jsonout import jsonable
+from mlsnap.manifest import Manifest, Output, manifest_path
 
 MAX_CODE_LINES = 10
 

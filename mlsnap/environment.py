@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from mlsnap.errors import BadInput, SecretFound
-from mlsnap.manifest import Environment
 
 REDACTED = "***"
 # Names that hold credentials. "key" counts only as the last word (api_key, SSH_KEY), so a
@@ -30,6 +29,30 @@ SECRET_SHAPES = re.compile(
     r"|sk-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
 )
 _MIN_SECRET_LEN = 6
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What a snapshot records about the interpreter that trained (the manifest's
+    ``environment:``). It lives here, not beside the YAML reader, so ``mlsnap env`` need not
+    import PyYAML."""
+
+    python: str
+    implementation: str
+    os: str
+    machine: str
+    packages: dict[str, str] = field(default_factory=dict)
+    accelerators: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "python": self.python,
+            "implementation": self.implementation,
+            "os": self.os,
+            "machine": self.machine,
+            "packages": dict(sorted(self.packages.items())),
+            "accelerators": list(self.accelerators),
+        }
 
 
 def interpreter(python: str | None = None) -> str | None:

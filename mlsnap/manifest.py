@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
+from mlsnap.environment import Environment
 from mlsnap.errors import ManifestInvalid
 
 SCHEMA = 1
@@ -65,26 +65,6 @@ class Code:
     branch: str | None
     dirty: bool
     patch: Patch | None = None
-
-
-@dataclass(frozen=True)
-class Environment:
-    python: str
-    implementation: str
-    os: str
-    machine: str
-    packages: dict[str, str] = field(default_factory=dict)
-    accelerators: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "python": self.python,
-            "implementation": self.implementation,
-            "os": self.os,
-            "machine": self.machine,
-            "packages": dict(sorted(self.packages.items())),
-            "accelerators": list(self.accelerators),
-        }
 
 
 @dataclass(frozen=True)
@@ -445,14 +425,3 @@ def from_dict(doc: Any, source: str) -> Manifest:
                     code=Code(commit, branch, dirty, patch), data_hash=data_hash, inputs=inputs,
                     artifacts=artifacts, params=params, metrics=metrics, environment=env,
                     schema=schema)
-
-
-def jsonable(value: Any) -> Any:
-    """Manifest values for JSON output: NaN and infinities become "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlsnap import environment, store, workspace
-from mlsnap.environment import Drift
+from mlsnap.environment import Drift, Environment
 from mlsnap.errors import (
     HashMismatch,
     InterruptedCommit,
@@ -24,7 +24,7 @@ from mlsnap.errors import (
     WouldOverwrite,
 )
 from mlsnap.fsutil import fault_point
-from mlsnap.manifest import Environment, Manifest
+from mlsnap.manifest import Manifest
 from mlsnap.snapshot import _check_pointers
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from mlsnap import config as configmod
 from mlsnap import environment, gitrepo, params, store, workspace
+from mlsnap.environment import Environment
 from mlsnap.errors import (
     BadInput,
     InterruptedCommit,
@@ -35,7 +36,6 @@ from mlsnap.fsutil import (
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Code,
-    Environment,
     Manifest,
     Output,
     Patch,

@@ -7,7 +7,7 @@ import re
 
 from mlsnap import environment
 from mlsnap._envprobe import packages
-from mlsnap.manifest import Environment
+from mlsnap.environment import Environment
 
 
 def test_package_scan_agrees_with_importlib_metadata() -> None:

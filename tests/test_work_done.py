@@ -113,3 +113,10 @@ def test_light_commands_never_import_dvc(args: list[str], tmp_path: Path) -> Non
     modules = _imported(args, tmp_path)
     assert "click" in modules or args[0] == "-c"  # the probe does see imports
     assert not {m for m in modules if m == "dvc" or m.startswith("dvc.")}
+
+
+def test_env_imports_no_yaml_reader(tmp_path: Path) -> None:
+    # `mlsnap env` describes the interpreter: the manifest's YAML reader is no part of it.
+    modules = _imported(["-m", "mlsnap", "env", "--json"], tmp_path)
+    assert "mlsnap.environment" in modules  # the probe does see mlsnap's imports
+    assert not {m for m in modules if m == "yaml" or m == "mlsnap.manifest"}

@@ -19,7 +19,7 @@ JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
 
 
 def echo_json(value: Any) -> None:
-    from mlsnap.manifest import jsonable
+    from mlsnap.jsonout import jsonable
 
     click.echo(json.dumps(jsonable(value), indent=2, allow_nan=False))
 

@@ -49,7 +49,7 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
 def _json_line(value: dict[str, Any]) -> str:
     text = json.dumps(value)
     if "NaN" in text or "Infinity" in text:  # rare: redo it with NaN as "nan" (valid JSON)
-        from mlsnap.manifest import jsonable
+        from mlsnap.jsonout import jsonable
 
         text = json.dumps(jsonable(value), allow_nan=False)
     return text
