@@ -51,8 +51,8 @@ _UNSPLITTABLE_CHARS = ("\r", "\x85", "\u2028", "\u2029", "\ufeff", "\t")
 _UNSPLITTABLE_LINES = ("---", "...", "%")
 
 
-# An alias needs "*", a merge key "<<" (or the tag "!!merge"), a tag "!": a text without these
-# bytes (even inside quotes: mlsnap writes none of them) holds none of them.
+# An alias needs "*", a merge key "<<" (or the tag "!!merge"): a text without these bytes
+# (anywhere, even inside quotes) holds neither, and is parsed without the per-node guards.
 _NOT_PLAIN = (b"*", b"<<", b"!")
 
 
@@ -60,26 +60,38 @@ class _Fallback(Exception):
     """The fast path met something only the strict loader may judge (alias, merge, duplicate)."""
 
 
-@functools.lru_cache(maxsize=1)
-def _c_loader() -> type | None:
+@functools.lru_cache(maxsize=2)
+def _c_loader(guarded: bool = False) -> type | None:
     """A libyaml loader that gives up, rather than deciding, on anything the strict one refuses.
 
-    Only plain documents (no aliases, merge keys, tags or duplicate keys) are decided here; for
-    them both loaders build the same data. Everything else goes to ``manifest.loads``.
+    Only plain documents (no aliases, merge keys or duplicate keys) are decided here; for them
+    both loaders build the same data. Everything else goes to ``manifest.loads``. The guards
+    against aliases and merge keys cost a Python call per node: ``guarded=False`` leaves them
+    out, for texts that cannot hold either (see ``_NOT_PLAIN``).
     """
     base = getattr(yaml, "CSafeLoader", None)
     if base is None:
         return None
 
     class _CPlain(base):  # type: ignore[valid-type, misc]
-        # ``_load`` gives up first on any text that could hold an alias, a merge key or a tag.
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             mapping = super().construct_mapping(node, deep=deep)
             if len(mapping) != len(node.value):
                 raise _Fallback  # a duplicate key
             return mapping
 
-    return _CPlain
+    class _CGuarded(_CPlain):
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            if node in self.constructed_objects or node in self.recursive_objects:
+                raise _Fallback  # the same node reached twice: an alias
+            return super().construct_object(node, deep=deep)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
+                raise _Fallback
+            return super().construct_mapping(node, deep=deep)
+
+    return _CGuarded if guarded else _CPlain
 
 
 def parse(blob: bytes, source: str, fast: bool = True) -> Manifest:
@@ -94,15 +106,16 @@ def parse(blob: bytes, source: str, fast: bool = True) -> Manifest:
 
 
 def _load(blob: bytes) -> Any:
-    if any(mark in blob for mark in _NOT_PLAIN):
+    loader = _c_loader(guarded=any(mark in blob for mark in _NOT_PLAIN))
+    if loader is None:  # PyYAML without libyaml
         raise _Fallback
     text = blob.decode("utf-8")
     parts = _sections(text)
     if parts is None:
-        return load_safely(text, _loader())
+        return load_safely(text, loader)
     new = [part for part in dict.fromkeys(parts) if part not in _SEEN]
     if new:  # the blocks not met before, in one document: still top-level blocks, same meaning
-        doc = load_safely("".join(new), _loader())
+        doc = load_safely("".join(new), loader)
         if not isinstance(doc, dict) or len(doc) != len(new):
             raise _Fallback  # a duplicate key, or a block that is not one key
         if len(_SEEN) > _SEEN_MAX:
@@ -119,10 +132,6 @@ def forget() -> None:
     """Drop the shared blocks: manifests handed out by one call never share objects with the
     next call's (a caller who edits a returned ``params`` dict changes only its own copy)."""
     _SEEN.clear()
-
-
-def _loader() -> Any:
-    return _c_loader()
 
 
 def _sections(text: str) -> list[str] | None:

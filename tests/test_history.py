@@ -249,6 +249,15 @@ def test_history_commands_do_not_import_dvc(repo: Repo) -> None:
         assert proc.stderr.endswith("exit=0 dvc=False"), (args, proc.stderr)
 
 
+def test_fast_reader_keeps_libyaml_for_stars_and_bangs_in_text(repo: Repo) -> None:
+    text = (repo.root / ".mlsnap" / "model.yaml").read_bytes()
+    marked = text.replace(b"message: fourth", b"message: 'lr*2 <<works>>!'")
+    assert marked != text
+    # decided by libyaml with the alias guards on, not handed to the slow strict loader
+    assert blobs._load(marked) == safe_load(marked, "m")
+    assert blobs.parse(marked, "m").message == "lr*2 <<works>>!"
+
+
 def test_log_calls_share_no_parsed_objects(repo: Repo) -> None:
     cache = repo.root / ".git" / "mlsnap" / "history.json"
     cache.unlink(missing_ok=True)  # parse every manifest, in both calls
