@@ -7,6 +7,7 @@ same run on the same machine: the ratio of medians is what a shared, noisy machi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import statistics
@@ -170,8 +171,6 @@ def write_tree(folder: Path, nfiles: int, token: str, size: int = 1024) -> None:
 
 def md5_seconds(path: Path) -> float:
     """Seconds to MD5 ``path`` once, read from the page cache (the floor of a verified pull)."""
-    import hashlib
-
     digest = hashlib.md5()
     with open(path, "rb") as f:
         while f.read(_BLOCK):  # warm the page cache first: time the hash, not the disk
@@ -248,8 +247,6 @@ def alternate(shell: Shell, mine: Side, peer: Side, runs: int,
     results: dict[str, list[tuple[float, int]]] = {side.label: [] for side in sides}
     for i in range(runs):
         order = sides[i % len(sides):] + sides[:i % len(sides)]
-        if len(sides) == 2 and i % 2:
-            order = [peer, mine]
         for side in order:
             if side.max_runs is not None and i >= side.max_runs:
                 continue
