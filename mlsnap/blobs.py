@@ -40,10 +40,9 @@ _CACHE_MAX_ENTRIES = 100_000
 # A top-level key line of a block mapping, as mlsnap writes them (after its line break: a
 # pattern that starts with a literal is searched for fast, a pattern that starts with ^ is not).
 _SECTION = re.compile(r"\n[A-Za-z_][A-Za-z0-9_]*:(?: |$)", re.MULTILINE)
-# Each top-level block, parsed once per distinct text: (key, value), shared by every manifest
-# holding the same block within one call (see ``forget``). Bounded: cleared past this size.
-_SEEN: dict[str, tuple[Any, Any]] = {}
-_SEEN_MAX = 50_000
+# Top-level blocks already parsed in one batch: text -> (key, value), shared by every manifest
+# of that batch holding the same block (see ``parse``).
+Seen = dict[str, tuple[Any, Any]]
 # Where cutting the text at column-0 keys could change its meaning: other line breaks, a
 # byte-order mark, tabs; directives and document markers at the start of a line. Such
 # documents are parsed whole.
@@ -94,18 +93,23 @@ def _c_loader(guarded: bool = False) -> type | None:
     return _CGuarded if guarded else _CPlain
 
 
-def parse(blob: bytes, source: str, fast: bool = True) -> Manifest:
-    """Validate one manifest blob exactly like ``manifest.loads``, through libyaml when it can."""
+def parse(blob: bytes, source: str, fast: bool = True, seen: Seen | None = None) -> Manifest:
+    """Validate one manifest blob exactly like ``manifest.loads``, through libyaml when it can.
+
+    ``seen``: the blocks of a batch (``history.log`` passes one per call), each parsed once and
+    shared by the batch's manifests; without it nothing is shared with any other call.
+    """
     if not fast or _c_loader() is None or len(blob) > MAX_MANIFEST_BYTES:
         return loads(blob, source)
     try:
-        doc = _load(blob)
+        doc = _load(blob, {} if seen is None else seen)
     except (_Fallback, yaml.YAMLError, RecursionError, ValueError):
         return loads(blob, source)  # decides, and words the error, exactly as always
     return from_dict(doc, source)
 
 
-def _load(blob: bytes) -> Any:
+def _load(blob: bytes, seen: Seen | None = None) -> Any:
+    seen = {} if seen is None else seen
     loader = _c_loader(guarded=any(mark in blob for mark in _NOT_PLAIN))
     if loader is None:  # PyYAML without libyaml
         raise _Fallback
@@ -113,25 +117,17 @@ def _load(blob: bytes) -> Any:
     parts = _sections(text)
     if parts is None:
         return load_safely(text, loader)
-    new = [part for part in dict.fromkeys(parts) if part not in _SEEN]
+    new = [part for part in dict.fromkeys(parts) if part not in seen]
     if new:  # the blocks not met before, in one document: still top-level blocks, same meaning
         doc = load_safely("".join(new), loader)
         if not isinstance(doc, dict) or len(doc) != len(new):
             raise _Fallback  # a duplicate key, or a block that is not one key
-        if len(_SEEN) > _SEEN_MAX:
-            _SEEN.clear()
-        _SEEN.update(zip(new, doc.items()))
-    items = [_SEEN[part] for part in parts]
+        seen.update(zip(new, doc.items()))
+    items = [seen[part] for part in parts]
     doc = dict(items)
     if len(doc) != len(parts):
         raise _Fallback  # a duplicate top-level key
     return doc
-
-
-def forget() -> None:
-    """Drop the shared blocks: manifests handed out by one call never share objects with the
-    next call's (a caller who edits a returned ``params`` dict changes only its own copy)."""
-    _SEEN.clear()
 
 
 def _sections(text: str) -> list[str] | None:
@@ -189,7 +185,7 @@ class Cache:
             doc = result.to_dict()
             env = doc.pop("environment")
             # Manifests parsed from one environment block share its packages mapping (see
-            # ``_SEEN``), hence its key: digest it once.
+            # ``Seen``), hence its key: digest it once.
             packages = result.environment.packages
             known = self._env_keys.get(id(packages))
             if known is None or known[0] is not packages:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsnap import gitrepo, workspace
-from mlsnap.blobs import Cache, forget, parse
+from mlsnap.blobs import Cache, Seen, parse
 from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
 from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
 
@@ -189,17 +189,15 @@ def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) ->
     results = {blob: cache.get(blob) for blob in dict.fromkeys(f.blob for f in found)}
     todo = [blob for blob, result in results.items() if result is None]
     contents = read_blobs(root, todo)
-    try:
-        for blob in todo:
-            try:
-                results[blob] = parse(contents[blob], blob)
-            except ManifestInvalid as exc:
-                results[blob] = exc.reason
-            except KeyError:
-                continue  # not in the object store (a partial clone): reported below
-            cache.put(blob, results[blob])  # type: ignore[arg-type]
-    finally:
-        forget()
+    seen: Seen = {}  # this call's manifests share their identical blocks, no other call's
+    for blob in todo:
+        try:
+            results[blob] = parse(contents[blob], blob, seen=seen)
+        except ManifestInvalid as exc:
+            results[blob] = exc.reason
+        except KeyError:
+            continue  # not in the object store (a partial clone): reported below
+        cache.put(blob, results[blob])  # type: ignore[arg-type]
     cache.save()
     entries = []
     for f in found:

@@ -502,11 +502,14 @@ def test_fast_reader_sections_agree_with_the_whole_document(text: bytes) -> None
 def test_fast_reader_reads_shared_sections_once(repo: Repo) -> None:
     text = (repo.root / ".mlsnap" / "model.yaml").read_bytes()
     assert blobs._load(text) == safe_load(text, "m")  # the fast path itself, not a fallback
-    first = blobs.parse(text, "a")
-    second = blobs.parse(text.replace(b"message: fourth", b"message: again"), "b")
+    seen: blobs.Seen = {}  # one batch, as `log` parses a history
+    first = blobs.parse(text, "a", seen=seen)
+    second = blobs.parse(text.replace(b"message: fourth", b"message: again"), "b", seen=seen)
     assert second.message == "again" and second.environment == first.environment
     assert second.environment.packages is first.environment.packages  # parsed once
     assert second.params is first.params  # small blocks too: only the new message was parsed
+    # outside a batch (`show`, `diff`) nothing is shared with another call
+    assert blobs.parse(text, "c").params is not blobs.parse(text, "d").params
 
 
 def test_cache_round_trip_gives_the_same_manifest(repo: Repo, tmp_path: Path) -> None:
