@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError
-from mlsnap.fsutil import TMP_PREFIX, _fsync_dir, atomic_write, fault_point, md5_file
+from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point, fsync_dir, md5_file
 
 if TYPE_CHECKING:
     from mlsnap.snapshot import CommitResult
@@ -201,7 +201,7 @@ class Checkpointer:
         except BaseException:
             _remove(tmp)
             raise
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         fault_point("checkpoint-after-rename")
         self._write_index(_Index(kept, _existing(self.directory, dropped)),
                           fault_step="checkpoint-index-temp")
@@ -470,7 +470,7 @@ def _fsync_tree(path: Path) -> None:
         for name in files:
             with open(Path(parent) / name, "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(Path(parent))
+        fsync_dir(Path(parent))
 
 
 def _existing(directory: Path, names: list[str]) -> list[str]:

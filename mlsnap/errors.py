@@ -17,6 +17,14 @@ class MlsnapError(Exception):
     exit_code = EXIT_ERROR
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up path treats both alike."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
 class CheckFailed(MlsnapError):
     """A verification found a difference (hash, status, strict environment)."""
 
@@ -145,6 +153,14 @@ class LockHeld(MlsnapError):
     def __init__(self, lock: str, holder: str) -> None:
         super().__init__(
             f"another mlsnap command holds {lock} ({holder}); wait for it to finish and retry"
+        )
+
+
+class JournalFailed(MlsnapError):
+    def __init__(self, path: object, command: str, reason: str | None) -> None:
+        super().__init__(
+            f"{path}: cannot record what `{command}` is about to do ({reason or 'unknown'}); "
+            f"nothing was changed; fix that and run `{command}` again"
         )
 
 

@@ -34,7 +34,7 @@ def md5_file(path: Path, chunk: int = 1024 * 1024) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -64,7 +64,7 @@ def atomic_write(path: Path, data: bytes, *, fault_step: str | None = None) -> N
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise MlsnapError(f"{path}: no space left on device; nothing was changed") from exc
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def remove_stale_temps(directory: Path) -> int:
@@ -95,60 +95,93 @@ def remove_dvc_temps(directory: Path) -> int:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def repo_lock(lock_path: Path, *, timeout: float | None = None) -> Iterator[None]:
-    """Hold an exclusive lock file for one snapshot operation.
+    """Hold the repository's lock for one writing command.
 
-    Waits up to ``timeout`` seconds (MLSNAP_LOCK_TIMEOUT, default 30) for another mlsnap
-    process; a lock whose holder died on this host is taken over.
+    The lock is the kernel's (``flock``), not the file's existence: it goes with its holder,
+    whatever kills it, so an empty, half-written or stale lock file is simply taken over. The
+    file holds the holder's pid for the message another command prints while it waits (up to
+    ``timeout`` seconds: MLSNAP_LOCK_TIMEOUT, default 30).
     """
-    if timeout is None:
-        timeout = float(os.environ.get("MLSNAP_LOCK_TIMEOUT", "30"))
-    host = socket.gethostname()
-    me = f"{os.getpid()} {host}"
-    deadline = time.monotonic() + timeout
+    wait = lock_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + wait
     while True:
-        try:
-            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read_holder(lock_path)
-            if holder is not None and _holder_is_dead(holder, host):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock_path)
-                continue
-            if time.monotonic() >= deadline:
-                raise LockHeld(str(lock_path), f"pid {holder or 'unknown'}") from None
-            time.sleep(0.05)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me + "\n")
-        break
+        fd = _acquire(lock_path)
+        if fd is not None:
+            break
+        if time.monotonic() >= deadline:
+            raise LockHeld(str(lock_path), f"pid {_read_holder(lock_path) or 'unknown'}")
+        time.sleep(0.05)
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock_path)
+        _release(lock_path, fd)
+
+
+@contextlib.contextmanager
+def try_repo_lock(lock_path: Path) -> Iterator[bool]:
+    """The lock if nobody holds it now (True), else False at once."""
+    fd = _acquire(lock_path)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            _release(lock_path, fd)
+
+
+def lock_timeout() -> float:
+    raw = os.environ.get("MLSNAP_LOCK_TIMEOUT", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise MlsnapError(f"MLSNAP_LOCK_TIMEOUT={raw!r}: not a number of seconds; "
+                          "set it to e.g. 30 or unset it")
+    return value
+
+
+def _acquire(lock_path: Path) -> int | None:
+    """Open and ``flock`` the lock file; None when another process holds it.
+
+    After locking, the path must still name the locked file: a holder that just finished
+    unlinks it, and a lock on an unlinked file would guard nothing.
+    """
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            continue
+        with contextlib.suppress(OSError):  # the pid is only for messages; a full disk is fine
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        return fd
+    return None
+
+
+def _release(lock_path: Path, fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(lock_path)  # unlink first, then unlock: see _acquire
+    os.close(fd)
 
 
 def _read_holder(lock_path: Path) -> str | None:
     try:
-        return lock_path.read_text().strip() or None
-    except (FileNotFoundError, UnicodeDecodeError):
+        return lock_path.read_text().split()[0] or None
+    except (FileNotFoundError, UnicodeDecodeError, IndexError):
         return None
-
-
-def _holder_is_dead(holder: str, host: str) -> bool:
-    parts = holder.split()
-    if len(parts) != 2 or parts[1] != host or not parts[0].isdigit():
-        return False
-    return not _pid_alive(int(parts[0]))

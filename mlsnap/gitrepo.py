@@ -62,6 +62,12 @@ def head(root: Path) -> str:
     return proc.stdout.decode().strip()
 
 
+def head_or_none(root: Path) -> str | None:
+    """Full SHA of HEAD, or None on an unborn branch."""
+    proc = run(root, ["rev-parse", "--verify", "-q", "HEAD^{commit}"], check=False)
+    return proc.stdout.decode().strip() if proc.returncode == 0 else None
+
+
 def branch(root: Path) -> str | None:
     """Current branch name, or None when HEAD is detached."""
     proc = run(root, ["symbolic-ref", "-q", "--short", "HEAD"], check=False)
@@ -151,6 +157,12 @@ def sync_index(root: Path, paths: Sequence[str]) -> None:
     """Make the real index entries of ``paths`` match HEAD (unstaging what HEAD lacks)."""
     if paths:
         run(root, ["reset", "-q", "HEAD", "--", *paths], check=False)
+
+
+def last_commit_of(root: Path, path: str) -> str | None:
+    """The newest commit at or before HEAD that changed ``path``."""
+    sha = out(root, ["log", "-1", "--format=%H", "HEAD", "--", path])
+    return sha or None
 
 
 def show(root: Path, rev: str, path: str) -> bytes | None:

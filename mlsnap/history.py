@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo, workspace
+from mlsnap import gitrepo, journal, workspace
 from mlsnap.blobs import Cache, Seen, parse
 from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
 from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
@@ -361,7 +361,16 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
     if not artifacts:
         raise NoSnapshot(f"with artifacts at {rev} ({manifest_path(snap.name)} records none)")
     files: list[Path] = []
-    with store.open_repo(root) as repo:
+    # Partial copies can only be where the export writes: beside each artifact, inside folders.
+    targets = [dest.joinpath(*o.path.split("/")) for o in artifacts]
+    intent = journal.Intent("get", argv=journal.command_line("get"),
+                            clean=sorted({str(t.parent) for t in targets}),
+                            clean_deep=[str(t) for t, o in zip(targets, artifacts) if o.is_dir])
+    with journal.operation(root, intent) as op, store.open_repo(root) as repo:
+        intent.cache = store.cache_dir(repo)
+        op.save()
+        journal.remove_partials(intent)
+
         def present(o: Output) -> bool:
             if not store.in_cache(repo, o.md5):
                 return False

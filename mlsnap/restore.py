@@ -7,13 +7,11 @@ cache or remote object is moved aside and reported, never restored.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlsnap import environment, store, workspace
+from mlsnap import environment, journal, store, workspace
 from mlsnap.environment import Drift, Environment
 from mlsnap.errors import (
     HashMismatch,
@@ -31,8 +29,6 @@ if TYPE_CHECKING:
     from dvc.repo import Repo
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib")
-# DVC copies into "<parent>/.<22 url-safe chars>.tmp" and renames; a kill leaves these behind.
-_DVC_TMP = re.compile(r"^\.[A-Za-z0-9_-]{22}\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -58,16 +54,6 @@ class StatusReport:
     def clean(self) -> bool:
         # A remote that could not be asked is not known to hold the bytes: not clean.
         return not (self.modified or self.missing or self.not_on_remote or self.remote_error)
-
-
-def _clean_partial_copies(root: Path, paths: Sequence[str]) -> None:
-    parents = {(root / p).parent for p in paths} | {root / p for p in paths if (root / p).is_dir()}
-    for parent in parents:
-        if not parent.is_dir():
-            continue
-        for entry in parent.iterdir():
-            if _DVC_TMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
-                entry.unlink()
 
 
 def _objects(repo: Repo, md5: str) -> list[tuple[str, str]]:
@@ -128,6 +114,17 @@ def _present(repo: Repo, md5: str) -> bool:
     return all(store.in_cache(repo, oid) for _, oid in _objects(repo, md5))
 
 
+def _recoverable(repo: Repo, root: Path, path: str, current: str) -> bool:
+    """Whether overwriting ``path`` (now hashing to ``current``) loses nothing: its bytes are
+    in the cache. A folder counts file by file, so one a killed pull left half-restored (every
+    file it holds came from the cache) is finished without ``--force``."""
+    if _present(repo, current):
+        return True
+    if not (root / path).is_dir():
+        return False
+    return all(store.in_cache(repo, md5) for md5 in store.workspace_file_hashes(repo, path))
+
+
 def pull(name: str | None = None, *, force: bool = False, python: str | None = None,
          jobs: int | None = None, remote: str | None = None, cwd: Path | None = None,
          env: Environment | None = None) -> PullResult:
@@ -137,16 +134,24 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
     manifests = workspace.load_all(root, name)
     _check_pointers(root, manifests)
     tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
-    _clean_partial_copies(root, [p for p, _ in tracked])
-
-    with store.open_repo(root) as repo:
+    paths = [p for p, _ in tracked]
+    intent = journal.Intent("pull", argv=journal.command_line("pull"))
+    with journal.operation(root, intent) as op, store.open_repo(root) as repo:
+        # Where partial copies may appear (renamed into place only once verified): beside each
+        # file, anywhere inside each folder, and in the cache during the fetch.
+        intent.clean = sorted({str((root / p).parent) for p in paths})
+        intent.clean_deep = [str(root / p) for p in paths]
+        intent.names = sorted({Path(p).name for p in paths})
+        intent.cache = store.cache_dir(repo)
+        op.save()
+        journal.remove_partials(intent)
         todo, unchanged, would_lose = [], [], []
         for path, md5 in tracked:
             current = store.workspace_hash(repo, path)
             if current == md5:
                 unchanged.append(path)
                 continue
-            if current is not None and not force and not _present(repo, current):
+            if current is not None and not force and not _recoverable(repo, root, path, current):
                 would_lose.append(path)
             todo.append((path, md5))
         if would_lose:
@@ -175,7 +180,7 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
                 store.checkout(repo, rest)
             fault_point("pull-after-checkout")
         except OSError as exc:  # a full disk, a read-only folder: the copy failed midway
-            _clean_partial_copies(root, [p for p, _ in todo])
+            journal.remove_partials(intent)
             raise RestoreFailed(exc.filename or todo[0][0], exc.strerror or str(exc)) from None
         finally:
             for tmp, _ in staged.values():

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlsnap import config as configmod
-from mlsnap import environment, gitrepo, params, store, workspace
+from mlsnap import environment, gitrepo, journal, params, store, workspace
 from mlsnap.environment import Environment
 from mlsnap.errors import (
     BadInput,
@@ -26,13 +26,7 @@ from mlsnap.errors import (
     MlsnapError,
     PushFailed,
 )
-from mlsnap.fsutil import (
-    atomic_write,
-    fault_point,
-    remove_dvc_temps,
-    remove_stale_temps,
-    repo_lock,
-)
+from mlsnap.fsutil import atomic_write, fault_point, remove_stale_temps
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Code,
@@ -69,6 +63,7 @@ class CommitResult:
     pushed: int | None  # objects sent; None with --no-push
     detached: bool
     moved_from_git: tuple[str, ...] = ()
+    unchanged: bool = False  # nothing changed since the last snapshot: no commit was made
 
 
 def default_remote_dir() -> Path:
@@ -101,19 +96,25 @@ def init(remote: str | None = None, *, remote_name: str = store.DEFAULT_REMOTE,
     """
     cwd = cwd or Path.cwd()
     root = workspace.find_root(cwd)
-    created = store.init(root)
-    url = None
-    if remote is not None or not _has_remote(root):
-        url = _remote_url(remote, cwd)
-    store.configure(root, url, remote_name, local_options)
-    if not (root / configmod.CONFIG_PATH).is_file():
-        configmod.save(root, configmod.Config())
-    with store.open_repo(root) as repo:
-        name, current_url = store.default_remote(repo)
-    files = [f for f in workspace.SETUP_FILES if (root / f).exists()]
-    committed = None
-    if gitrepo.changed_since_head(root, files):
-        committed = gitrepo.commit_paths(root, "mlsnap: init", files)
+    intent = journal.Intent("init", argv=journal.command_line("init"),
+                            head=gitrepo.head_or_none(root),
+                            created=[] if (root / ".dvc").exists() else [".dvc"],
+                            staged=list(workspace.SETUP_FILES))
+    with journal.operation(root, intent) as op:
+        op.protect([*workspace.SETUP_FILES, ".dvc/config.local"], index=True)
+        created = store.init(root)
+        url = None
+        if remote is not None or not _has_remote(root):
+            url = _remote_url(remote, cwd)
+        store.configure(root, url, remote_name, local_options)
+        if not (root / configmod.CONFIG_PATH).is_file():
+            configmod.save(root, configmod.Config())
+        with store.open_repo(root) as repo:
+            name, current_url = store.default_remote(repo)
+        files = [f for f in workspace.SETUP_FILES if (root / f).exists()]
+        committed = None
+        if gitrepo.changed_since_head(root, files):
+            committed = gitrepo.commit_paths(root, "mlsnap: init", files)
     return InitResult(root, name or remote_name, current_url or "", created, committed)
 
 
@@ -148,6 +149,16 @@ def previous_manifest(root: Path, name: str) -> Manifest | None:
         except ManifestInvalid:
             return None
     return None
+
+
+def previous_manifest_at_head(root: Path, name: str) -> tuple[Manifest | None, bool]:
+    """``previous_manifest`` and whether it is the one committed at HEAD."""
+    rel = manifest_path(name)
+    blob = gitrepo.show(root, "HEAD", rel)
+    prev = previous_manifest(root, name)
+    if blob is None or prev is None:
+        return prev, False
+    return prev, (root / rel).is_file() and (root / rel).read_bytes() == blob
 
 
 def _owned_files(root: Path, name: str, paths: Sequence[str]) -> list[str]:
@@ -195,11 +206,14 @@ def commit(
     if tag_ref and gitrepo.tag_exists(root, tag_ref):
         raise BadInput(f"--tag {tag}", f"tag {tag_ref} already exists; choose a new version")
 
-    with repo_lock(gitrepo.git_dir(root) / "mlsnap.lock"):
+    intent = journal.Intent("commit", argv=journal.command_line("commit"), name=name,
+                            tag=(tag_ref, f"{name} {version}: {message}".strip())
+                            if tag_ref else None)
+    with journal.operation(root, intent) as op:
         head = gitrepo.head(root)  # again: a commit that held the lock may have moved HEAD
+        intent.head = head
         _check_index_unlocked(root)
-        remove_stale_temps(root / MANIFEST_DIR)
-        prev = previous_manifest(root, name)
+        prev, prev_committed = previous_manifest_at_head(root, name)
         artifacts = [workspace.to_repo_path(root, p, cwd) for p in paths]
         inputs = [workspace.to_repo_path(root, p, cwd) for p in data]
         if not artifacts and prev is not None:
@@ -226,33 +240,41 @@ def commit(
         message = environment.redact_text(message, secrets)
         recorded_env = env if env is not None else environment.capture(python)
 
-        patch_rel = None
-        if dirty:
-            patch_rel = f"{MANIFEST_DIR}/patches/{name}.patch"
-            diff = gitrepo.diff_head(root, exclude=owned)
-            atomic_write(root / patch_rel, environment.redact_text(
-                diff.decode(errors="replace"), secrets).encode())
-
+        patch_rel = f"{MANIFEST_DIR}/patches/{name}.patch" if dirty else None
+        to_stage = list(owned)
+        if patch_rel:
+            to_stage += [store.dvc_file(patch_rel), f"{MANIFEST_DIR}/patches/.gitignore"]
         # Files committed to Git before (`git add -A` caught the data) move to DVC: they leave
         # the index in this snapshot's commit; the files themselves stay untouched.
         # HEAD too: a commit killed after `git rm --cached` left them only in HEAD's tree.
         moved = sorted(set(gitrepo.tracked(root, recorded))
                        | set(gitrepo.tracked_at_head(root, recorded)))
-        if moved:
-            gitrepo.run(root, ["rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", *moved])
-        fault_point("before-dvc-add")
         with store.open_repo(root) as repo:
-            try:
-                # Files unchanged since the last snapshot skip `dvc add`, which would copy
-                # them from the cache again (a 1 GiB input costs a 1 GiB write per commit).
-                tracked = store.unchanged_files(repo, prev.outputs if prev else (), recorded)
-                tracked.update(store.add(repo, [p for p in recorded if p not in tracked]
-                                         + ([patch_rel] if patch_rel else [])))
-            except BaseException:
-                if moved:  # put the index back as it was
-                    gitrepo.run(root, ["reset", "-q", "HEAD", "--", *moved], check=False)
-                _remove_partial_objects(repo)
-                raise
+            # The journal, before the first change: what may be rewritten (its old bytes are
+            # kept), where partial copies may appear, and the commit that finishes it all.
+            written = [*recorded, *to_stage, *([patch_rel] if patch_rel else [])]
+            intent.staged = [*to_stage, *moved]
+            intent.clean = sorted({str((root / p).parent) for p in written})
+            intent.clean_deep = [str(root / p) for p in recorded if (root / p).is_dir()]
+            intent.names = sorted({Path(p).name for p in written})
+            intent.cache = store.cache_dir(repo)
+            intent.remote = store.folder_remote_dir(repo) if push else None
+            op.protect([*to_stage, *([patch_rel] if patch_rel else [])], index=True)
+
+            remove_stale_temps(root / MANIFEST_DIR)
+            if patch_rel:
+                diff = gitrepo.diff_head(root, exclude=owned)
+                atomic_write(root / patch_rel, environment.redact_text(
+                    diff.decode(errors="replace"), secrets).encode())
+            if moved:
+                gitrepo.run(root, ["rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--",
+                                   *moved])
+            fault_point("before-dvc-add")
+            # Files unchanged since the last snapshot skip `dvc add`, which would copy
+            # them from the cache again (a 1 GiB input costs a 1 GiB write per commit).
+            tracked = store.unchanged_files(repo, prev.outputs if prev else (), recorded)
+            tracked.update(store.add(repo, [p for p in recorded if p not in tracked]
+                                     + ([patch_rel] if patch_rel else [])))
             fault_point("after-dvc-add")
             branch = gitrepo.branch(root)
             manifest = Manifest(
@@ -270,6 +292,15 @@ def commit(
                 metrics=metric_tree,
                 environment=recorded_env,
             )
+            if prev is not None and prev_committed and not moved and same_content(prev, manifest):
+                # Nothing to record: no second snapshot of the same work (a rerun after a kill
+                # past the Git commit lands here too); the tag and the push still happen.
+                sha = gitrepo.last_commit_of(root, manifest_path(name)) or head
+                if tag_ref:
+                    gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
+                pushed = _push_snapshot(repo, prev, jobs, sha) if push else None
+                return CommitResult(prev, sha, tag_ref, pushed, branch is None, (),
+                                    unchanged=True)
             text = dump(manifest)
             environment.scan(text, manifest_path(name), secrets)
             loads(text, manifest_path(name))  # what we write must read back
@@ -281,24 +312,38 @@ def commit(
                 cfg.sources[name] = new_sources
                 configmod.save(root, cfg)
 
-            to_stage = list(owned)
-            if patch_rel:
-                to_stage += [store.dvc_file(patch_rel), f"{MANIFEST_DIR}/patches/.gitignore"]
             subject = f"mlsnap: {name}: {message or 'snapshot'}".splitlines()[0]
             sha = _git_commit(root, subject, to_stage, moved)
             if tag_ref:
                 gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
 
-            pushed = None
-            if push:
-                fault_point("before-push")
-                targets = [store.dvc_file(p) for p, _ in manifest.tracked]
-                try:
-                    pushed = store.push(repo, targets, jobs=jobs)
-                except PushFailed as exc:
-                    raise PushFailed(exc.remote, exc.reason, committed=sha) from None
-                fault_point("after-push")
+            pushed = _push_snapshot(repo, manifest, jobs, sha) if push else None
     return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved))
+
+
+def _push_snapshot(repo: Any, manifest: Manifest, jobs: int | None, sha: str) -> int:
+    fault_point("before-push")
+    targets = [store.dvc_file(p) for p, _ in manifest.tracked]
+    try:
+        pushed = store.push(repo, targets, jobs=jobs)
+    except PushFailed as exc:
+        raise PushFailed(exc.remote, exc.reason, committed=sha) from None
+    fault_point("after-push")
+    return pushed
+
+
+def same_content(old: Manifest, new: Manifest) -> bool:
+    """Whether ``new`` records exactly what ``old`` does: artifacts, inputs, params, metrics
+    and the uncommitted patch (the creation time, message and environment aside)."""
+    def outputs(m: Manifest) -> tuple[tuple[str, str], ...]:
+        return tuple((o.path, o.md5) for o in m.artifacts) + tuple(
+            ("data:" + o.path, o.md5) for o in m.inputs)
+
+    def patch(m: Manifest) -> str | None:
+        return m.code.patch.md5 if m.code.patch else None
+
+    return (outputs(old) == outputs(new) and old.params == new.params
+            and old.metrics == new.metrics and patch(old) == patch(new))
 
 
 def _values(root: Path, files: Sequence[str], assignments: Sequence[str], option: str,
@@ -320,13 +365,6 @@ def _git_commit(root: Path, subject: str, files: Sequence[str], moved: Sequence[
         gitrepo.sync_index(root, to_stage)  # the kill may have beaten the index update
     fault_point("after-git-commit")
     return sha
-
-
-def _remove_partial_objects(repo: Any) -> None:
-    """Drop the temp files a failed ``dvc add`` (a full disk, say) left in the cache."""
-    files = Path(repo.cache.local.path)
-    for folder in (files, *(p for p in files.glob("??") if p.is_dir())):
-        remove_dvc_temps(folder)
 
 
 def _check_index_unlocked(root: Path) -> None:
@@ -369,8 +407,11 @@ def push(name: str | None = None, *, jobs: int | None = None, remote: str | None
     workspace.require_ready(root)
     manifests = workspace.load_all(root, name)
     targets = [store.dvc_file(p) for m in manifests for p, _ in m.tracked]
-    with store.open_repo(root) as repo:
+    intent = journal.Intent("push", argv=journal.command_line("push"))
+    with journal.operation(root, intent) as op, store.open_repo(root) as repo:
         _check_pointers(root, manifests)
+        intent.remote = store.folder_remote_dir(repo, remote)  # a killed upload's partial file
+        op.save()
         return store.push(repo, targets, jobs=jobs, remote=remote)
 
 

@@ -213,7 +213,10 @@ def add(repo: Repo, paths: Sequence[str]) -> dict[str, Output]:
     if not paths:
         return {}
     try:
-        stages = repo.add(list(paths))
+        # relink=False: DVC copies the files into the cache and leaves the workspace alone. Its
+        # default deletes each file and copies it back from the cache, so a kill in between lost
+        # the freshly trained model; with a copy cache the relink gains nothing anyway.
+        stages = repo.add(list(paths), relink=False)
     except DvcException as exc:
         raise MlsnapError(f"DVC could not track {', '.join(paths)}: {describe(exc)}") from None
     except OSError as exc:
@@ -312,6 +315,23 @@ def checkout(repo: Repo, targets: Sequence[str]) -> None:
         raise MlsnapError(f"DVC could not restore {', '.join(targets)}: {describe(exc)}") from None
 
 
+def cache_dir(repo: Repo) -> str:
+    """The folder of the local cache's file objects."""
+    return str(repo.cache.local.path)
+
+
+def folder_remote_dir(repo: Repo, remote: str | None = None) -> str | None:
+    """The objects folder of the default (or named) remote when it is a local folder."""
+    name = remote or default_remote(repo)[0]
+    if not name:
+        return None
+    try:
+        odb = repo.cloud.get_remote_odb(name, "push")
+    except Exception:  # noqa: BLE001 - a broken remote is reported by the transfer itself
+        return None
+    return str(odb.path) if getattr(odb.fs, "protocol", None) == "local" else None
+
+
 def cache_file(repo: Repo, md5: str) -> Path:
     """Path of an object in the local cache (it may not exist)."""
     return Path(repo.cache.local.oid_to_path(md5))
@@ -398,6 +418,16 @@ def workspace_hash(repo: Repo, path: str) -> str | None:
         return str(obj.hash_info.value)
     _, info = hash_file(full, repo.fs, "md5", repo.state)
     return str(info.value)
+
+
+def workspace_file_hashes(repo: Repo, path: str) -> list[str]:
+    """DVC's hash of every file in the workspace folder ``path`` (state DB reused)."""
+    from dvc_data.hashfile.build import build
+
+    full = os.path.join(repo.root_dir, path)
+    _, _, obj = build(repo.cache.local, full, repo.fs, "md5", ignore=repo.dvcignore)
+    entries: Any = obj  # a Tree for a folder
+    return [str(info.value) for _, _, info in entries if info is not None]
 
 
 def in_cache(repo: Repo, md5: str) -> bool:

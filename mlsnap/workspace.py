@@ -22,7 +22,16 @@ SETUP_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore", f"{MANIFEST_DIR}/
 
 
 def find_root(cwd: Path | None = None) -> Path:
-    return gitrepo.toplevel(cwd or Path.cwd())
+    """The repository's root, after finishing what a killed mlsnap command left there.
+
+    Every command starts here, so any of them (``status`` too) restores the user's bytes and
+    removes partial files first; with no journal this costs one ``stat``.
+    """
+    from mlsnap import journal
+
+    root = gitrepo.toplevel(cwd or Path.cwd())
+    journal.recover(root)
+    return root
 
 
 def require_ready(root: Path) -> None:

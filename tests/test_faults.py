@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +30,9 @@ COMMIT_STEPS = [
 ]
 PUSH_STEPS = {"before-push", "after-push"}
 # After a kill at these steps the snapshot is not complete, so `status` must not say clean.
-INCOMPLETE = set(COMMIT_STEPS) - {"after-git-commit", "after-push"}
+# A kill past the Git commit (before-index-sync, after-git-commit) leaves a snapshot that the
+# next command finishes (index, tag); only its push may still be missing.
+INCOMPLETE = set(COMMIT_STEPS) - {"before-index-sync", "after-git-commit", "after-push"}
 VARIANTS = 6  # kinds of change (see _prepare); each step runs KILLS_PER_STEP of them, rotating
 KILLS_PER_STEP = 5
 
@@ -481,10 +482,17 @@ def test_two_commits_started_together_take_turns(project: Path) -> None:
 
 def test_lock_held_by_live_process_names_it_and_dead_one_is_recovered(project: Path) -> None:
     (project / "m.bin").write_bytes(b"m")
-    holder = subprocess.Popen(["sleep", "120"])
     lock = project / ".git" / "mlsnap.lock"
+    # A live holder: a process that holds the kernel lock on the file, as mlsnap does.
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, socket, sys, time\n"
+        f"fd = os.open({str(lock)!r}, os.O_CREAT | os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, f'{os.getpid()} {socket.gethostname()}'.encode())\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
     try:
-        lock.write_text(f"{holder.pid} {socket.gethostname()}\n")
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         proc = mlsnap(project, "commit", "m.bin", "--no-push", env={"MLSNAP_LOCK_TIMEOUT": "0.5"},
                       check=1)
         assert f"pid {holder.pid}" in proc.stderr and "mlsnap.lock" in proc.stderr
@@ -492,6 +500,7 @@ def test_lock_held_by_live_process_names_it_and_dead_one_is_recovered(project: P
     finally:
         holder.kill()
         holder.wait()
+    assert lock.read_text().split()[0] == str(holder.pid)  # a dead holder's file stays behind
     mlsnap(project, "commit", "m.bin", "--no-push")  # its holder is dead: the lock is taken over
     assert not lock.exists()
     assert head_manifest(project).artifacts[0].md5 == md5_bytes(b"m")

@@ -27,9 +27,17 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:  # SIGTERM too (mlsnap.errors.Terminated)
+            from mlsnap.__main__ import interrupted_line
+
+            line, code = interrupted_line(exc)
+            click.echo(line, err=True)
+            ctx.exit(code)
+        except BrokenPipeError:
+            from mlsnap.__main__ import quiet_closed_pipe
+
+            quiet_closed_pipe()
+            ctx.exit(141)
         except Exception as exc:  # the last line of defence: no traceback for users
             if _debug(ctx):
                 raise

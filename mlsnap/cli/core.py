@@ -89,7 +89,11 @@ def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[st
         allow_dirty=allow_dirty, push=not no_push, python=python, jobs=jobs,
     )
     m = result.manifest
-    click.echo(f"snapshot {m.name}: {result.commit[:7]} {m.message or '(no message)'}")
+    if result.unchanged:
+        click.echo(f"nothing changed since snapshot {result.commit[:7]} ({m.name}); "
+                   "no commit made")
+    else:
+        click.echo(f"snapshot {m.name}: {result.commit[:7]} {m.message or '(no message)'}")
     click.echo(f"  {len(m.artifacts)} artifact(s), {len(m.inputs)} input(s), "
                f"{len(m.params)} param(s), {len(m.metrics)} metric(s)"
                + (", dirty code recorded as a patch" if m.code.dirty else ""))

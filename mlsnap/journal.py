@@ -1,0 +1,363 @@
+"""The intent journal: what a writing command is about to do, written before it does it.
+
+Every command that writes (``commit``, ``init``, ``pull``, ``push``, ``get``) runs inside
+``operation()``. It takes the repository lock, finishes what an earlier, killed command left (see
+``recover``), then writes ``.git/mlsnap/journal.json`` *before the first change*: the files the
+command may rewrite (their old bytes are saved beside the journal), the folders where it or DVC
+may leave partial copies, and the Git state it started from. The journal is removed only once
+the command has finished; a command that raises (Ctrl-C, SIGTERM, any error) rolls back at
+once, and a command that is killed is rolled back or forward by the next mlsnap command — any
+of them, ``status`` included, since ``workspace.find_root`` calls ``recover`` first.
+
+The rule for a commit: if its Git commit exists (HEAD moved from the journal's start to a child
+commit holding the new manifest), the snapshot stands and is finished (index, tag); otherwise
+every file it touched gets its old bytes back. Either way the partial files DVC or mlsnap left
+are removed. The user's own files are never in flight: DVC adds them without relinking
+(``store.add``), so it only ever reads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlsnap import gitrepo
+from mlsnap.errors import JournalFailed, MlsnapError
+from mlsnap.fsutil import TMP_PREFIX, atomic_write, fsync_dir, repo_lock, try_repo_lock
+
+JOURNAL_DIR = "mlsnap"
+JOURNAL = "journal.json"
+
+# DVC writes "<dir>/.<22 url-safe chars>.tmp" (checkout, cache) and "<file>.<22 chars>.tmp"
+# (copyfile); mlsnap's own temporary files start with TMP_PREFIX.
+_DVC_TMP = re.compile(r"^(?P<prefix>.*)\.[A-Za-z0-9_-]{22}\.tmp$")
+
+
+@dataclass
+class Intent:
+    """What one command may change; saved as JSON before it changes anything."""
+
+    op: str
+    argv: str = ""
+    head: str | None = None
+    name: str | None = None
+    tag: tuple[str, str] | None = None  # (ref, message) to create once the commit exists
+    files: dict[str, str | None] = field(default_factory=dict)  # rel path -> saved copy or None
+    index: str | None = None  # saved copy of .git/index, None when there was none
+    staged: list[str] = field(default_factory=list)  # paths the commit stages (roll forward)
+    clean: list[str] = field(default_factory=list)  # folders holding partial copies (not deep)
+    clean_deep: list[str] = field(default_factory=list)  # folders cleaned recursively
+    names: list[str] = field(default_factory=list)  # file names whose "<name>.<id>.tmp" go
+    cache: str | None = None  # the DVC cache's files folder
+    remote: str | None = None  # a folder remote's files folder
+    created: list[str] = field(default_factory=list)  # folders this op created (init: .dvc)
+    pid: int = field(default_factory=os.getpid)
+    started: float = field(default_factory=time.time)
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Intent:
+        raw = json.loads(data)
+        if not isinstance(raw, dict) or not isinstance(raw.get("op"), str):
+            raise TypeError("not a journal")
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        if known.get("tag") is not None:
+            known["tag"] = tuple(known["tag"])
+        return cls(**known)
+
+
+def command_line(op: str) -> str:
+    """The command to suggest for finishing ``op``: the user's own when run from the CLI."""
+    import shlex
+    import sys
+
+    if os.path.basename(sys.argv[0]) in ("mlsnap", "__main__.py") and len(sys.argv) > 1:
+        return shlex.join(["mlsnap", *sys.argv[1:]])
+    return f"mlsnap {op}"
+
+
+def folder(root: Path) -> Path:
+    return gitrepo.git_dir(root) / JOURNAL_DIR
+
+
+def lock_path(root: Path) -> Path:
+    return gitrepo.git_dir(root) / "mlsnap.lock"
+
+
+def pending(root: Path) -> bool:
+    """Whether a journal is there (one stat, no process: ``log`` stays fast)."""
+    return (root / ".git" / JOURNAL_DIR / JOURNAL).is_file() or (
+        not (root / ".git").is_dir() and (folder(root) / JOURNAL).is_file())
+
+
+def recover(root: Path) -> str | None:
+    """Finish what a killed command left, if anything; return what was done (or None).
+
+    Runs only when no live mlsnap command holds the lock: a journal of a running command is
+    that command's business.
+    """
+    if not pending(root):
+        return None
+    with try_repo_lock(lock_path(root)) as locked:
+        if not locked:
+            return None
+        return _recover_locked(root)
+
+
+def _recover_locked(root: Path) -> str | None:
+    where = folder(root)
+    path = where / JOURNAL
+    try:
+        intent = Intent.from_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, UnicodeDecodeError):
+        # The journal is written atomically, so this is not ours half-written: someone edited
+        # it. Nothing can be rolled back from it; drop it rather than block every command.
+        _drop(where)
+        return "dropped an unreadable journal"
+    done = _undo(root, intent, where)
+    _drop(where)
+    return done
+
+
+def _drop(where: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (where / JOURNAL).unlink()
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def _committed(root: Path, intent: Intent) -> bool:
+    """Whether the commit of ``intent`` exists: HEAD is a child of its start holding the new
+    manifest (Git's own commit is atomic: the ref moves or it does not)."""
+    if intent.op not in ("commit", "init") or not intent.staged:
+        return False
+    proc = gitrepo.run(root, ["rev-parse", "-q", "--verify", "HEAD^{commit}"], check=False)
+    now = proc.stdout.decode().strip() if proc.returncode == 0 else None
+    if now is None or now == intent.head:
+        return False
+    parent = gitrepo.run(root, ["rev-parse", "-q", "--verify", "HEAD^1"], check=False)
+    parent_sha = parent.stdout.decode().strip() if parent.returncode == 0 else None
+    if parent_sha != intent.head:
+        return False
+    subject = gitrepo.out(root, ["log", "-1", "--format=%s", "HEAD"])
+    return subject.startswith("mlsnap: ")
+
+
+def _undo(root: Path, intent: Intent, where: Path) -> str:
+    if _committed(root, intent):
+        # The snapshot exists: finish it. The real index follows the commit; the tag is made.
+        gitrepo.sync_index(root, intent.staged)
+        if intent.tag and not gitrepo.tag_exists(root, intent.tag[0]):
+            gitrepo.create_tag(root, intent.tag[0], "HEAD", intent.tag[1])
+        outcome = f"finished the interrupted `{intent.argv or intent.op}`"
+    else:
+        for rel, saved in intent.files.items():
+            _put_back(root / rel, None if saved is None else where / saved)
+        if intent.index is not None or intent.files:
+            index = gitrepo.git_dir(root) / "index"
+            if intent.index is not None and (where / intent.index).is_file():
+                _put_back(index, where / intent.index)
+        for created in intent.created:
+            shutil.rmtree(root / created, ignore_errors=True)
+        outcome = f"rolled back the interrupted `{intent.argv or intent.op}`"
+    (gitrepo.git_dir(root) / "mlsnap-index").unlink(missing_ok=True)
+    (gitrepo.git_dir(root) / "mlsnap-index.lock").unlink(missing_ok=True)
+    remove_partials(intent)
+    return outcome
+
+
+def _put_back(path: Path, saved: Path | None) -> None:
+    """Give ``path`` its old bytes (``saved``), or remove it when it did not exist."""
+    if saved is None:
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+        return
+    if not saved.is_file():
+        return
+    data = saved.read_bytes()
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    mode = saved.stat().st_mode & 0o777
+    atomic_write(path, data)
+    os.chmod(path, mode)
+
+
+def remove_partials(intent: Intent) -> int:
+    """Remove the partial copies DVC and mlsnap may have left where ``intent`` wrote."""
+    names = set(intent.names)
+    removed = 0
+    for directory in intent.clean:
+        removed += remove_temps(Path(directory), names=names, deep=False)
+    for directory in intent.clean_deep:
+        removed += remove_temps(Path(directory), names=None, deep=True)
+    for store_dir in (intent.cache, intent.remote):
+        if store_dir:
+            removed += _remove_store_temps(Path(store_dir))
+    return removed
+
+
+def is_partial(name: str, names: set[str] | None = None) -> bool:
+    """Whether ``name`` is a partial copy: mlsnap's prefix, DVC's ``.<id>.tmp``, or (when
+    ``names`` is given) ``<one of names>.<id>.tmp``; ``names=None`` accepts any prefix."""
+    if name.startswith(TMP_PREFIX):
+        return True
+    match = _DVC_TMP.match(name)
+    if not match:
+        return False
+    prefix = match.group("prefix")
+    return prefix == "" or names is None or prefix in names
+
+
+def remove_temps(directory: Path, *, names: set[str] | None = None, deep: bool = False) -> int:
+    """Delete partial copies in ``directory`` (and below it with ``deep``); never follow links."""
+    removed = 0
+    stack = [directory]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            if entry.is_dir():
+                if deep:
+                    stack.append(Path(entry.path))
+                continue
+            if is_partial(entry.name, names if not deep else None):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def _remove_store_temps(files_dir: Path) -> int:
+    """A content-addressed store (cache or folder remote) holds objects named by their hash;
+    anything ending in ``.tmp`` there is a partial copy."""
+    removed = 0
+    for md5_dir in (files_dir, files_dir / "md5"):
+        try:
+            tops = list(os.scandir(md5_dir))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for top in tops:
+            if top.is_file(follow_symlinks=False) and top.name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(top.path)
+                removed += 1
+            elif top.is_dir(follow_symlinks=False) and len(top.name) == 2:
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    for entry in os.scandir(top.path):
+                        if entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(entry.path)
+                            removed += 1
+    return removed
+
+
+class Operation:
+    """A running command's handle on its journal."""
+
+    def __init__(self, root: Path, intent: Intent) -> None:
+        self.root = root
+        self.intent = intent
+        self.where = folder(root)
+
+    def protect(self, files: Sequence[str] = (), *, index: bool = False) -> None:
+        """Keep the current bytes of ``files`` (repo-relative) and, with ``index``, Git's
+        index, for a roll-back; call before changing them."""
+        try:
+            self._protect(files, index)
+        except OSError as exc:
+            raise JournalFailed(self.where, self.intent.argv or self.intent.op,
+                                exc.strerror or str(exc)) from None
+        self.save()
+
+    def _protect(self, files: Sequence[str], index: bool) -> None:
+        for rel in dict.fromkeys(files):
+            if rel in self.intent.files:
+                continue
+            src = self.root / rel
+            if src.is_file() and not src.is_symlink():
+                saved = f"pre-{len(self.intent.files)}"
+                shutil.copy2(src, self.where / saved)
+                self.intent.files[rel] = saved
+            else:
+                self.intent.files[rel] = None
+        if index and self.intent.index is None:
+            git_index = gitrepo.git_dir(self.root) / "index"
+            if git_index.is_file():
+                shutil.copy2(git_index, self.where / "pre-index")
+                self.intent.index = "pre-index"
+
+    def save(self) -> None:
+        """Write the journal as it stands (atomically); call after changing ``intent``."""
+        try:
+            fsync_dir(self.where)
+            atomic_write(self.where / JOURNAL, self.intent.to_json())
+        except (OSError, MlsnapError) as exc:
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            reason = getattr(cause, "strerror", None) or str(exc)
+            raise JournalFailed(self.where / JOURNAL, self.intent.argv or self.intent.op,
+                                reason) from None
+
+
+@contextlib.contextmanager
+def operation(root: Path, intent: Intent) -> Iterator[Operation]:
+    """Run one writing command under the lock with ``intent`` journaled before it starts.
+
+    On success the journal goes; on any exception (Ctrl-C and SIGTERM included) the command is
+    rolled back (or forward, past its Git commit) here and now, with further signals held off
+    until that is done; a kill leaves the journal to the next command.
+    """
+    with repo_lock(lock_path(root)):
+        _recover_locked(root)
+        op = Operation(root, intent)
+        try:
+            op.where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalFailed(op.where, intent.argv or intent.op, exc.strerror) from None
+        op.save()
+        try:
+            yield op
+        except BaseException:
+            with _signals_held():
+                _undo(root, intent, op.where)
+                _drop(op.where)
+            raise
+        else:
+            with _signals_held():
+                remove_partials(intent)
+                _drop(op.where)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a roll-back runs (a second Ctrl-C must not cut it short);
+    they are delivered afterwards. Only possible in the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
