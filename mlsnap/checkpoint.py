@@ -314,7 +314,7 @@ class Checkpointer:
         Only ``save`` calls this: readers never delete, so they can watch a running training.
         """
         for entry in self.directory.iterdir():
-            if entry.name.startswith(TMP_PREFIX):
+            if entry.name.startswith(TMP_PREFIX) and not _writer_alive(entry.name):
                 _remove(entry)
         index = self._read()
         if index.pending:
@@ -323,6 +323,21 @@ class Checkpointer:
                 if name not in listed:
                     _remove(self.directory / name)
             self._write_index(_Index(index.entries, []))
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process named in a temporary ``.mlsnap-tmp-<pid>-...`` still runs (another
+    rank, another training on the same folder): its file is not litter yet."""
+    pid = name[len(TMP_PREFIX):].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _read_index(directory: Path) -> _Index:

@@ -43,7 +43,8 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, fault_step: str | None = None) -> None:
+def atomic_write(path: Path, data: bytes, *, fault_step: str | None = None,
+                 mode: int | None = None) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
 
     A reader sees either the old file or the new one, never a partial one.
@@ -54,6 +55,8 @@ def atomic_write(path: Path, data: bytes, *, fault_step: str | None = None) -> N
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         if fault_step:
             fault_point(fault_step)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
-import stat
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +121,13 @@ def is_managed(path: Path) -> bool:
         return False
 
 
+def _same_file_content(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class HookChange:
     hook: str
@@ -137,14 +144,15 @@ def install(root: Path, python: str | None = None) -> list[HookChange]:
     for hook in GIT_HOOKS:  # check everything before touching anything
         path, chained = folder / hook, folder / f"{hook}{CHAIN_SUFFIX}"
         foreign = os.path.lexists(path) and not is_managed(path)
-        if foreign and os.path.lexists(chained):
-            raise HookConflict(path, chained)
+        if foreign and os.path.lexists(chained) and not _same_file_content(path, chained):
+            raise HookConflict(path, chained)  # (the same bytes: an install killed midway)
         plan.append((hook, path, chained, foreign))
     changes = []
     for hook, path, chained, foreign in plan:
         script = render(hook, python).encode()
         if foreign:
-            os.replace(path, chained)
+            # Copy, then replace: at every instant one of the two names holds the user's hook.
+            shutil.copy2(path, chained, follow_symlinks=False)
             action = f"installed; the previous hook is kept as {chained.name} and runs first"
         elif os.path.lexists(path):
             if path.read_bytes() == script and os.access(path, os.X_OK):
@@ -153,8 +161,7 @@ def install(root: Path, python: str | None = None) -> list[HookChange]:
             action = "updated"
         else:
             action = "installed"
-        atomic_write(path, script)
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH | 0o644)
+        atomic_write(path, script, mode=0o755)  # executable before it appears: Git runs it
         changes.append(HookChange(hook, path, action))
     return changes
 
