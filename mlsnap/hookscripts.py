@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,13 +120,6 @@ def is_managed(path: Path) -> bool:
         return False
 
 
-def _same_file_content(a: Path, b: Path) -> bool:
-    try:
-        return a.read_bytes() == b.read_bytes()
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class HookChange:
     hook: str
@@ -144,15 +136,16 @@ def install(root: Path, python: str | None = None) -> list[HookChange]:
     for hook in GIT_HOOKS:  # check everything before touching anything
         path, chained = folder / hook, folder / f"{hook}{CHAIN_SUFFIX}"
         foreign = os.path.lexists(path) and not is_managed(path)
-        if foreign and os.path.lexists(chained) and not _same_file_content(path, chained):
-            raise HookConflict(path, chained)  # (the same bytes: an install killed midway)
+        if foreign and os.path.lexists(chained):
+            raise HookConflict(path, chained)
         plan.append((hook, path, chained, foreign))
     changes = []
     for hook, path, chained, foreign in plan:
         script = render(hook, python).encode()
         if foreign:
-            # Copy, then replace: at every instant one of the two names holds the user's hook.
-            shutil.copy2(path, chained, follow_symlinks=False)
+            # One rename: at every instant one of the two names holds the user's hook, and a
+            # rerun after a kill right here finds no foreign hook, only the chained one.
+            os.replace(path, chained)
             action = f"installed; the previous hook is kept as {chained.name} and runs first"
         elif os.path.lexists(path):
             if path.read_bytes() == script and os.access(path, os.X_OK):
