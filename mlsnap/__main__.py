@@ -37,13 +37,31 @@ def quiet_closed_pipe() -> None:
     os.close(devnull)
 
 
+def _quiet_unraisable(unraisable: object) -> None:
+    """Drop "Exception ignored in ..." reports: a Ctrl-C that lands inside a library object's
+    constructor makes its destructor fail later (DVC's progress bars do), which is noise."""
+
+
+def _ignore_late_signals() -> None:
+    """The command is over: a Ctrl-C or SIGTERM now has nothing left to stop, so it must not
+    turn a finished command into a failed one (Python restores the default handlers, which
+    kill the process, while it shuts down; ignored signals stay ignored)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def main() -> None:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate)
+    if not os.environ.get("MLSNAP_DEBUG"):
+        sys.unraisablehook = _quiet_unraisable
     try:
-        from mlsnap.cli import main as cli
+        try:
+            from mlsnap.cli import main as cli
 
-        cli()
+            cli()
+        finally:
+            _ignore_late_signals()
     except KeyboardInterrupt as exc:  # during start-up or parsing; commands handle their own
         line, code = interrupted_line(exc)
         print(line, file=sys.stderr)

@@ -371,13 +371,8 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
         op.save()
         journal.remove_partials(intent)
 
-        def present(o: Output) -> bool:
-            if not store.in_cache(repo, o.md5):
-                return False
-            return not o.is_dir or all(store.in_cache(repo, e["md5"])
-                                       for e in store.dir_entries(repo, o.md5))
-
-        need = [store.dvc_file(o.path) for o in artifacts if not present(o)]
+        need = [store.dvc_file(o.path) for o in artifacts
+                if not store.complete_in_cache(repo, o.md5)]
         fetched = store.fetch_at(repo, snap.commit, need, jobs=jobs, remote=remote) if need else 0
         for o in artifacts:
             files += store.export(repo, o.path, o.md5, dest.joinpath(*o.path.split("/")))

@@ -126,9 +126,43 @@ def _recover_locked(root: Path) -> str | None:
         # it. Nothing can be rolled back from it; drop it rather than block every command.
         _drop(where)
         return "dropped an unreadable journal"
+    _remove_stale_git_locks(root, intent)
     done = _undo(root, intent, where)
     _drop(where)
     return done
+
+
+def _remove_stale_git_locks(root: Path, intent: Intent) -> None:
+    """Remove the lock files of Git processes the killed command ran (a kill of its whole
+    process group takes them along before Git can clean up); every later Git call would fail.
+
+    Only locks made after the command started count. A Git child that outlived its parent
+    finishes within moments, so a lock gets a second to go away on its own first.
+    """
+    git_dir = gitrepo.git_dir(root)
+    names = ["index.lock", "HEAD.lock", "packed-refs.lock", "mlsnap-index.lock"]
+    candidates = [git_dir / n for n in names]
+    refs = git_dir / "refs"
+    if refs.is_dir():
+        candidates += [p for p in refs.rglob("*.lock") if not p.is_symlink()]
+
+    def stale() -> list[Path]:
+        found = []
+        for lock in candidates:
+            try:
+                if lock.stat().st_mtime >= intent.started - 1:
+                    found.append(lock)
+            except OSError:
+                continue
+        return found
+
+    for _ in range(20):
+        if not stale():
+            return
+        time.sleep(0.05)
+    for lock in stale():
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
 
 
 def _drop(where: Path) -> None:
@@ -348,16 +382,24 @@ def operation(root: Path, intent: Intent) -> Iterator[Operation]:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while a roll-back runs (a second Ctrl-C must not cut it short);
-    they are delivered afterwards. Only possible in the main thread."""
+    """Hold SIGINT/SIGTERM off while a roll-back or the final clean-up runs (a second Ctrl-C
+    must not cut it short). A signal that arrives meanwhile is noted and delivered afterwards,
+    unless an exception is already on its way out. Python runs signal handlers in the main
+    thread whichever thread the kernel picked, so swapping the handlers covers DVC's worker
+    threads too (a signal mask would not). Only possible in the main thread."""
+    import sys
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    noted: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, _frame: noted.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if noted and sys.exc_info()[0] is None:
+            signal.raise_signal(noted[0])

@@ -158,7 +158,7 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
             raise WouldOverwrite(would_lose)
 
         fetched = 0
-        need = [store.dvc_file(p) for p, md5 in todo if not _present(repo, md5)]
+        need = [store.dvc_file(p) for p, md5 in todo if not store.complete_in_cache(repo, md5)]
         if need:
             remote_name = remote or store.default_remote(repo)[0] or "default"
             fetched, _ = store.fetch(repo, need, jobs=jobs, remote=remote)
@@ -215,8 +215,7 @@ def status(name: str | None = None, *, python: str | None = None, remote: str | 
                 modified.append(path)
         if check_remote:
             try:
-                not_on_remote = store.remote_missing(
-                    repo, [store.dvc_file(p) for p, _ in tracked], remote=remote)
+                not_on_remote = store.remote_missing(repo, tracked, remote=remote)
             except RemoteError as exc:
                 remote_error = str(exc)
     current_env = environment.capture(python)

@@ -323,9 +323,8 @@ def commit(
 
 def _push_snapshot(repo: Any, manifest: Manifest, jobs: int | None, sha: str) -> int:
     fault_point("before-push")
-    targets = [store.dvc_file(p) for p, _ in manifest.tracked]
     try:
-        pushed = store.push(repo, targets, jobs=jobs)
+        pushed = store.push(repo, manifest.tracked, jobs=jobs)
     except PushFailed as exc:
         raise PushFailed(exc.remote, exc.reason, committed=sha) from None
     fault_point("after-push")
@@ -406,13 +405,13 @@ def push(name: str | None = None, *, jobs: int | None = None, remote: str | None
     root = workspace.find_root(cwd)
     workspace.require_ready(root)
     manifests = workspace.load_all(root, name)
-    targets = [store.dvc_file(p) for m in manifests for p, _ in m.tracked]
+    tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
     intent = journal.Intent("push", argv=journal.command_line("push"))
     with journal.operation(root, intent) as op, store.open_repo(root) as repo:
         _check_pointers(root, manifests)
         intent.remote = store.folder_remote_dir(repo, remote)  # a killed upload's partial file
         op.save()
-        return store.push(repo, targets, jobs=jobs, remote=remote)
+        return store.push(repo, tracked, jobs=jobs, remote=remote)
 
 
 def _check_pointers(root: Path, manifests: Sequence[Manifest]) -> None:

@@ -55,6 +55,7 @@ def open_repo(root: Path) -> Iterator[Repo]:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    _repair_rwlock(root)
     try:
         repo = Repo(os.fspath(root))
     except DvcException as exc:
@@ -67,6 +68,32 @@ def open_repo(root: Path) -> Iterator[Repo]:
     finally:
         os.chdir(start)
         repo.close()
+
+
+def _repair_rwlock(root: Path) -> None:
+    """Remove DVC's reader/writer lock file when a killed DVC left it half-written.
+
+    DVC rewrites ``.dvc/tmp/rwlock`` in place (truncate, then write): a kill in between leaves
+    an empty or cut-off file that every later DVC call refuses ("JSON structure is corrupted").
+    Its entries only name processes holding DVC locks; without the file DVC treats the repo as
+    unlocked, which is the truth once its writer is dead. A file caught mid-write by a live DVC
+    process parses again a moment later, so it is read twice before anything is removed.
+    """
+    import json
+    import time
+
+    path = root / ".dvc" / "tmp" / "rwlock"
+    for attempt in range(2):
+        try:
+            json.loads(path.read_bytes() or b"!")
+            return
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError):
+            if attempt == 0:
+                time.sleep(0.05)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def describe(exc: BaseException) -> str:
@@ -279,15 +306,89 @@ def read_dvc_file(root: Path, path: str) -> tuple[str, int | None] | None:
         raise BadInput(dvc_file(path), "not a DVC pointer file (no outs[0].md5)") from None
 
 
-def push(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
+def push(repo: Repo, tracked: Sequence[tuple[str, str]], *, jobs: int | None = None,
          remote: str | None = None, committed: str | None = None) -> int:
-    """Upload the objects of ``targets`` (``.dvc`` files); return how many were sent."""
+    """Upload the objects of ``tracked`` ((path, md5) pairs); return how many were sent.
+
+    DVC skips a folder whose ``.dir`` listing is on the remote, taking its files as present. A
+    push killed after the listing landed (or a remote that lost files) breaks that, so the
+    files of every folder are then checked one by one and what is missing is sent too.
+    """
     name = remote or default_remote(repo)[0] or "default"
     try:
         probe_remote(repo, remote, create=True)
-        return int(repo.push(targets=list(targets), jobs=jobs, remote=remote))
+        sent = int(repo.push(targets=[dvc_file(p) for p, _ in tracked], jobs=jobs,
+                             remote=remote))
+        return sent + _fill_gaps(repo, [t for t in tracked if t[1].endswith(".dir")], name,
+                                 remote, jobs)
+    except MlsnapError:
+        raise
     except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)
         raise PushFailed(name, remote_reason(repo, name, exc), committed) from None
+
+
+def _fill_gaps(repo: Repo, folders: Sequence[tuple[str, str]], name: str, remote: str | None,
+               jobs: int | None) -> int:
+    """Send the files of ``folders`` the remote lacks although it holds their listing."""
+    if not folders:
+        return 0
+    from dvc_data.hashfile.db import get_index
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.transfer import transfer
+
+    odb = repo.cloud.get_remote_odb(remote, "push")
+    gaps = _remote_gaps(repo, odb, folders, jobs)
+    lacking = sorted({oid for oids in gaps.values() for oid in oids})
+    if not lacking:
+        return 0
+    with contextlib.closing(get_index(odb)) as index:
+        index.clear()  # DVC's record of "complete" folders on this remote is wrong
+    here = [oid for oid in lacking if in_cache(repo, oid)]
+    gone = {p: [o for o in oids if not in_cache(repo, o)] for p, oids in gaps.items()}
+    gone = {p: oids for p, oids in gone.items() if oids}
+    files = [HashInfo("md5", o) for o in here if not o.endswith(".dir")]
+    listings = [HashInfo("md5", o) for o in here if o.endswith(".dir")]
+    sent = 0
+    for batch in (files, listings):  # a listing only after every file it names
+        if batch:
+            result = transfer(repo.cache.local, odb, batch, jobs=jobs)
+            if result.failed:
+                raise PushFailed(name, f"{len(result.failed)} object(s) could not be uploaded")
+            sent += len(result.transferred)
+    if gone:
+        path = min(gone)
+        raise MlsnapError(
+            f"{path}: {sum(map(len, gone.values()))} object(s) are neither in this cache nor on "
+            f"remote {name!r}; push from a clone that still has the bytes "
+            f"(`mlsnap push` there), or commit the files again")
+    return sent
+
+
+def _object_ids(repo: Repo, odb: Any, md5: str) -> list[str] | None:
+    """``md5`` and, for a folder, the md5 of each file in it (listing from the cache, else read
+    from the remote); None when the listing is on neither or cannot be read."""
+    import json
+
+    if not md5.endswith(".dir"):
+        return [md5]
+    try:
+        local = cache_file(repo, md5)
+        raw = local.read_bytes() if local.is_file() else odb.fs.cat_file(odb.oid_to_path(md5))
+        return [md5, *(str(e["md5"]) for e in json.loads(raw))]
+    except FileNotFoundError:
+        return [md5]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _remote_gaps(repo: Repo, odb: Any, tracked: Sequence[tuple[str, str]],
+                 jobs: int | None) -> dict[str, list[str]]:
+    """For each path, the objects the remote ``odb`` does not hold, asked object by object."""
+    ids = [(path, md5, _object_ids(repo, odb, md5)) for path, md5 in tracked]
+    wanted = {oid for _, _, oids in ids if oids for oid in oids}
+    present = set(odb.oids_exist(sorted(wanted), jobs=jobs)) if wanted else set()
+    return {path: ([md5] if oids is None else [o for o in oids if o not in present])
+            for path, md5, oids in ids}
 
 
 def fetch(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
@@ -434,15 +535,43 @@ def in_cache(repo: Repo, md5: str) -> bool:
     return cache_file(repo, md5).is_file()
 
 
-def remote_missing(repo: Repo, targets: Sequence[str], remote: str | None = None) -> list[str]:
-    """Paths of ``targets`` whose objects are not on the remote."""
+def remote_missing(repo: Repo, tracked: Sequence[tuple[str, str]],
+                   remote: str | None = None) -> list[str]:
+    """Paths of ``tracked`` ((path, md5) pairs) whose bytes the remote does not hold in full.
+
+    Asked object by object, a folder's files included: DVC's own cloud status reports what is
+    on the remote but not in this cache ("deleted") like what is missing, and trusts a folder's
+    listing for its files.
+    """
     name = remote or default_remote(repo)[0] or "default"
     try:
         probe_remote(repo, remote)
-        status = repo.status(targets=list(targets), cloud=True, remote=remote)
+        odb = repo.cloud.get_remote_odb(remote, "push")
+        gaps = _remote_gaps(repo, odb, tracked, None)
     except Exception as exc:  # noqa: BLE001 - as in push
         raise RemoteError(name, remote_reason(repo, name, exc)) from None
-    return sorted(p for p, s in status.items() if s in ("new", "missing", "deleted"))
+    return sorted(p for p, oids in gaps.items() if oids)
+
+
+def complete_in_cache(repo: Repo, md5: str) -> bool:
+    """Whether every object of ``md5`` (a file, or a folder's listing and files) is cached.
+
+    A folder whose listing is cached but not all its files (a killed fetch) loses its listing
+    here: DVC's fetch takes a cached listing as proof of its files and would skip them.
+    """
+    if not in_cache(repo, md5):
+        return False
+    if not md5.endswith(".dir"):
+        return True
+    try:
+        if all(in_cache(repo, str(e["md5"])) for e in dir_entries(repo, md5)):
+            return True
+    except (ValueError, TypeError, KeyError):
+        pass  # an unreadable listing: fetched again below
+    with contextlib.suppress(OSError):
+        os.chmod(cache_file(repo, md5), 0o644)
+        cache_file(repo, md5).unlink()
+    return False
 
 
 def fetch_at(repo: Repo, rev: str, targets: Sequence[str], *, jobs: int | None = None,

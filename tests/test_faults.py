@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -590,3 +591,32 @@ def test_sigterm_rolls_back_at_once_and_says_so_in_one_line(project: Path) -> No
     assert not journal.exists()
     assert sha256(project / "model.bin") == expected
     assert git(project, "status", "--porcelain", "--untracked-files=all") == before
+
+
+def test_git_locks_of_a_killed_process_group_are_removed_but_a_users_own_stay(
+        project: Path) -> None:
+    """Killing mlsnap's whole process group takes its Git child along before Git removes its
+    lock files; the next command removes those (made after the killed command started) and
+    leaves alone an older lock, which is some other Git process's business."""
+    (project / "model.bin").write_bytes(b"new model")
+    run_killed(project, "after-manifest", ["commit", "model.bin", "--no-push"])
+    index_lock = project / ".git" / "index.lock"
+    ref_lock = project / ".git" / "refs" / "heads" / "main.lock"
+    index_lock.write_bytes(b"")  # what `git commit` / `git update-ref` held when killed
+    ref_lock.write_bytes(b"")
+    mlsnap(project, "commit", "model.bin", "--no-push")
+    assert not index_lock.exists() and not ref_lock.exists()
+    assert head_manifest(project).artifacts[0].md5 == md5_bytes(b"new model")
+
+    (project / "model.bin").write_bytes(b"newer model")
+    run_killed(project, "after-manifest", ["commit", "model.bin", "--no-push"])
+    index_lock.write_bytes(b"")
+    hour_ago = time.time() - 3600
+    os.utime(index_lock, (hour_ago, hour_ago))
+    proc = mlsnap(project, "commit", "model.bin", "--no-push", check=None)
+    assert proc.returncode != 0 and "index.lock" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert index_lock.exists()
+    index_lock.unlink()
+    mlsnap(project, "commit", "model.bin", "--no-push")
+    assert head_manifest(project).artifacts[0].md5 == md5_bytes(b"newer model")
