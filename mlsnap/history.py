@@ -18,7 +18,7 @@ from typing import Any
 from mlsnap import gitrepo, journal, workspace
 from mlsnap.blobs import Cache, Seen, parse
 from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
-from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
+from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, manifest_path
 
 # `name@v1.2.0`: the Git-tag model-registry form (see snapshot.tag_name).
 TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@v(?P<version>\d[0-9A-Za-z.+-]*)$")
