@@ -49,6 +49,8 @@ class StatusReport:
     not_on_remote: list[str]
     remote_error: str | None
     drift: dict[str, Drift]
+    # Not on the remote and not (in full) in this cache: neither pull nor push here can help.
+    nowhere: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -110,15 +112,11 @@ def _move_in(repo: Repo, root: Path, path: str, tmp: Path, md5: str) -> None:
     store.record_hash(repo, root / path, md5)
 
 
-def _present(repo: Repo, md5: str) -> bool:
-    return all(store.in_cache(repo, oid) for _, oid in _objects(repo, md5))
-
-
 def _recoverable(repo: Repo, root: Path, path: str, current: str) -> bool:
     """Whether overwriting ``path`` (now hashing to ``current``) loses nothing: its bytes are
     in the cache. A folder counts file by file, so one a killed pull left half-restored (every
     file it holds came from the cache) is finished without ``--force``."""
-    if _present(repo, current):
+    if store.cached_fully(repo, current):
         return True
     if not (root / path).is_dir():
         return False
@@ -218,6 +216,9 @@ def status(name: str | None = None, *, python: str | None = None, remote: str | 
                 not_on_remote = store.remote_missing(repo, tracked, remote=remote)
             except RemoteError as exc:
                 remote_error = str(exc)
+        md5s = dict(tracked)
+        nowhere = [p for p in not_on_remote if not store.cached_fully(repo, md5s[p])]
     current_env = environment.capture(python)
     drift = {m.name: environment.drift(m.environment, current_env) for m in manifests}
-    return StatusReport(manifests, modified, missing, not_on_remote, remote_error, drift)
+    return StatusReport(manifests, modified, missing, not_on_remote, remote_error, drift,
+                        nowhere)

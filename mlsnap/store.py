@@ -310,34 +310,35 @@ def push(repo: Repo, tracked: Sequence[tuple[str, str]], *, jobs: int | None = N
          remote: str | None = None, committed: str | None = None) -> int:
     """Upload the objects of ``tracked`` ((path, md5) pairs); return how many were sent.
 
-    DVC skips a folder whose ``.dir`` listing is on the remote, taking its files as present. A
-    push killed after the listing landed (or a remote that lost files) breaks that, so the
-    files of every folder are then checked one by one and what is missing is sent too.
+    DVC skips a folder whose ``.dir`` listing is on the remote, taking its files as present (a
+    push killed after the listing landed, or a remote that lost files, breaks that), and it
+    skips in silence what is in neither this cache nor the remote. So every object is then
+    checked on the remote, folders' files one by one: what is missing is sent, and what is
+    nowhere is an error rather than "everything is already on the remote".
     """
     name = remote or default_remote(repo)[0] or "default"
     try:
         probe_remote(repo, remote, create=True)
         sent = int(repo.push(targets=[dvc_file(p) for p, _ in tracked], jobs=jobs,
                              remote=remote))
-        return sent + _fill_gaps(repo, [t for t in tracked if t[1].endswith(".dir")], name,
-                                 remote, jobs)
+        return sent + _fill_gaps(repo, tracked, name, remote, jobs)
     except MlsnapError:
         raise
     except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)
         raise PushFailed(name, remote_reason(repo, name, exc), committed) from None
 
 
-def _fill_gaps(repo: Repo, folders: Sequence[tuple[str, str]], name: str, remote: str | None,
+def _fill_gaps(repo: Repo, tracked: Sequence[tuple[str, str]], name: str, remote: str | None,
                jobs: int | None) -> int:
-    """Send the files of ``folders`` the remote lacks although it holds their listing."""
-    if not folders:
+    """Send the objects of ``tracked`` the remote still lacks after DVC's push."""
+    if not tracked:
         return 0
     from dvc_data.hashfile.db import get_index
     from dvc_data.hashfile.hash_info import HashInfo
     from dvc_data.hashfile.transfer import transfer
 
     odb = repo.cloud.get_remote_odb(remote, "push")
-    gaps = _remote_gaps(repo, odb, folders, jobs)
+    gaps = _remote_gaps(repo, odb, tracked, jobs)
     lacking = sorted({oid for oids in gaps.values() for oid in oids})
     if not lacking:
         return 0
@@ -559,19 +560,24 @@ def complete_in_cache(repo: Repo, md5: str) -> bool:
     A folder whose listing is cached but not all its files (a killed fetch) loses its listing
     here: DVC's fetch takes a cached listing as proof of its files and would skip them.
     """
+    if cached_fully(repo, md5):
+        return True
+    if md5.endswith(".dir"):
+        with contextlib.suppress(OSError):
+            cache_file(repo, md5).unlink()
+    return False
+
+
+def cached_fully(repo: Repo, md5: str) -> bool:
+    """Whether every object of ``md5`` (a file, or a folder's listing and files) is cached."""
     if not in_cache(repo, md5):
         return False
     if not md5.endswith(".dir"):
         return True
     try:
-        if all(in_cache(repo, str(e["md5"])) for e in dir_entries(repo, md5)):
-            return True
+        return all(in_cache(repo, str(e["md5"])) for e in dir_entries(repo, md5))
     except (ValueError, TypeError, KeyError):
-        pass  # an unreadable listing: fetched again below
-    with contextlib.suppress(OSError):
-        os.chmod(cache_file(repo, md5), 0o644)
-        cache_file(repo, md5).unlink()
-    return False
+        return False  # an unreadable listing
 
 
 def fetch_at(repo: Repo, rev: str, targets: Sequence[str], *, jobs: int | None = None,

@@ -111,3 +111,25 @@ def test_half_written_dvc_rwlock_is_repaired(project: Path) -> None:
     out = mlsnap(project, "commit", "model.pkl")
     assert "snapshot" in out.stdout
     mlsnap(project, "status")
+
+
+def test_a_file_lost_from_remote_and_cache_is_called_lost_not_pushed(project: Path,
+                                                                   remote_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    (project / "model.pkl").write_bytes(b"a model\n" * 100)
+    mlsnap(project, "commit", "model.pkl")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    for obj in (remote_dir / "files").rglob("*"):
+        if obj.is_file():
+            obj.unlink()
+    out = mlsnap(clone, "push", check=1)
+    assert "everything is already on the remote" not in out.stdout
+    assert "model.pkl" in out.stderr and "neither in this cache nor on remote" in out.stderr
+    out = mlsnap(clone, "status", check=3)
+    assert "lost here: model.pkl" in out.stdout and "(run `mlsnap pull`)" not in out.stdout
+    # The first project still has the bytes: its push puts them back.
+    out = mlsnap(project, "status", check=3)
+    assert "not on remote: model.pkl (run `mlsnap push`)" in out.stdout, out.stdout
+    assert "pushed 1 object(s)" in mlsnap(project, "push").stdout
+    mlsnap(clone, "pull")

@@ -178,7 +178,8 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
             "clean": clean,
             "snapshots": [m.name for m in report.manifests],
             "modified": report.modified, "missing": report.missing,
-            "not_on_remote": report.not_on_remote, "remote_error": report.remote_error,
+            "not_on_remote": report.not_on_remote, "nowhere": report.nowhere,
+            "remote_error": report.remote_error,
             "drift": {k: v.to_dict() for k, v in report.drift.items()},
         })
     else:
@@ -186,9 +187,15 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
             click.echo(f"modified: {path} (changed since its snapshot; `mlsnap commit` to "
                        "record it or `mlsnap pull --force` to restore it)")
         for path in report.missing:
-            click.echo(f"missing: {path} (run `mlsnap pull`)")
+            if path not in report.nowhere:
+                click.echo(f"missing: {path} (run `mlsnap pull`)")
         for path in report.not_on_remote:
-            click.echo(f"not on remote: {path} (run `mlsnap push`)")
+            if path in report.nowhere:
+                where = "missing here, " if path in report.missing else ""
+                click.echo(f"lost here: {path} ({where}not in this cache and not on the remote; "
+                           "run `mlsnap push` in a clone that has the bytes)")
+            else:
+                click.echo(f"not on remote: {path} (run `mlsnap push`)")
         if report.remote_error:
             click.echo(f"warning: could not check the remote: {report.remote_error}")
         for drift in report.drift.values():
