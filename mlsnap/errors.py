@@ -44,6 +44,16 @@ class NoCommits(MlsnapError):
         )
 
 
+class NoGitIdentity(MlsnapError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"Git does not know who you are in {path}, and mlsnap records every snapshot as a "
+            "Git commit; set it with `git config --global user.name \"Your Name\"` and "
+            "`git config --global user.email you@example.com` (drop --global for this "
+            "repository only), then run the command again; nothing was changed"
+        )
+
+
 class NotInitialized(MlsnapError):
     def __init__(self, path: str) -> None:
         super().__init__(f"{path} is not set up for mlsnap; run `mlsnap init --remote DIR_OR_URL`")

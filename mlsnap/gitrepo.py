@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from mlsnap.errors import BadInput, GitFailed, NoCommits, NotAGitRepo
+from mlsnap.errors import BadInput, GitFailed, NoCommits, NoGitIdentity, NotAGitRepo
 from mlsnap.fsutil import fault_point
 
 # Variables Git sets for hooks; left in place they point a nested `git` at the wrong repository.
@@ -44,6 +44,17 @@ def run(root: Path, args: Sequence[str], *, input: bytes | None = None,
 
 def out(root: Path, args: Sequence[str]) -> str:
     return run(root, args).stdout.decode(errors="replace").strip()
+
+
+def require_identity(root: Path) -> None:
+    """Fail before any change when Git cannot name an author and committer for a commit.
+
+    Git itself finds that out only at ``git commit``, after mlsnap would have written and
+    staged everything; ``git var`` asks the same question with no side effect.
+    """
+    for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        if run(root, ["var", var], check=False).returncode != 0:
+            raise NoGitIdentity(str(root))
 
 
 def toplevel(path: Path) -> Path:

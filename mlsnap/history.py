@@ -315,6 +315,7 @@ def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None) -> 
 
     root = workspace.find_root(cwd)
     workspace.check_name(name)
+    gitrepo.require_identity(root)  # an annotated tag names its tagger
     bare = version.removeprefix("v")
     if not SEMVER_RE.match(bare):
         raise BadInput(f"VERSION {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")

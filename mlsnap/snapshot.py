@@ -96,6 +96,7 @@ def init(remote: str | None = None, *, remote_name: str = store.DEFAULT_REMOTE,
     """
     cwd = cwd or Path.cwd()
     root = workspace.find_root(cwd)
+    gitrepo.require_identity(root)  # init commits its set-up: fail before writing any of it
     intent = journal.Intent("init", argv=journal.command_line("init"),
                             head=gitrepo.head_or_none(root),
                             created=[] if (root / ".dvc").exists() else [".dvc"],
@@ -199,6 +200,7 @@ def commit(
     root = workspace.find_root(cwd)
     head = gitrepo.head(root)
     workspace.require_ready(root)
+    gitrepo.require_identity(root)
     cfg = configmod.load(root)
     name = workspace.check_name(name or cfg.default_name)
     version = check_semver(tag) if tag else None
