@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlsnap import gitrepo
 from mlsnap.errors import BadInput, ManifestInvalid, NoSnapshot, NotInitialized
@@ -122,12 +124,22 @@ def is_shallow(root: Path) -> bool:
     return (root / ".git" / "shallow").is_file()
 
 
-def shallow_note(cwd: Path | None = None) -> str | None:
-    """What history cannot show in a shallow clone, or None in a full one."""
+def shallow_note(cwd: Path | None = None, beyond: Sequence[Any] = ()) -> str | None:
+    """What history cannot show in a shallow clone, or None in a full one.
+
+    ``beyond``: snapshots found in the clone's oldest commit that were taken before it
+    (``history.BeyondShallow``); they are named, since ``log`` leaves them out.
+    """
     here = (cwd or Path.cwd()).absolute()
     # The nearest .git, found without starting a process (log counts its processes).
     top = next((p for p in (here, *here.parents) if (p / ".git").exists()), None)
     if top is None or not is_shallow(top):
         return None
-    return ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
-            "commit are not listed; `git fetch --unshallow` brings them")
+    note = ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
+            "commit are not listed")
+    if beyond:
+        names = ", ".join(dict.fromkeys(b.name for b in beyond))
+        cuts = ", ".join(dict.fromkeys(b.boundary[:7] for b in beyond))
+        note += (f"; the manifests of {names} in its oldest commit {cuts} come from a snapshot "
+                 "taken before it, at a commit this clone does not have")
+    return note + "; `git fetch --unshallow` brings them"
