@@ -131,6 +131,28 @@ def tracked(root: Path, paths: Sequence[str]) -> list[str]:
     return [p.decode() for p in raw.split(b"\x00") if p]
 
 
+def ignored(root: Path, paths: Sequence[str]) -> list[str]:
+    """Which of ``paths`` Git ignores (tracked files never count as ignored)."""
+    if not paths:
+        return []
+    proc = run(root, ["check-ignore", "--stdin", "-z"], check=False,
+               input=b"".join(p.encode() + b"\x00" for p in paths))
+    if proc.returncode not in (0, 1):
+        raise GitFailed(["check-ignore", "--stdin", *paths], proc.returncode,
+                        proc.stderr.decode(errors="replace"))
+    return [p.decode() for p in proc.stdout.split(b"\x00") if p]
+
+
+def changed_paths(root: Path, paths: Sequence[str]) -> list[str]:
+    """Which of ``paths`` differ from HEAD or are untracked (one ``git status``)."""
+    if not paths:
+        return []
+    raw = run(root, ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
+                     *paths]).stdout
+    return sorted({e[3:].decode(errors="replace") for e in raw.split(b"\x00") if len(e) > 3}
+                  & set(paths))
+
+
 def add(root: Path, paths: Sequence[str]) -> None:
     run(root, ["add", "--", *paths])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsnap import gitrepo
-from mlsnap.errors import BadInput, ManifestInvalid, NoSnapshot, NotInitialized
+from mlsnap.errors import BadInput, ManifestInvalid, NoCommits, NoSnapshot, NotInitialized
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Manifest,
@@ -105,6 +105,8 @@ def to_repo_path(root: Path, user_path: str, cwd: Path | None = None) -> str:
 def unfinished(root: Path, manifests: list[Manifest]) -> list[str]:
     """Manifests and ``.dvc`` pointers that differ from HEAD (or are new): the trace of an
     ``mlsnap commit`` killed between writing them and its Git commit."""
+    if gitrepo.head_or_none(root) is None:  # an unborn branch: nothing is committed at all
+        raise NoCommits(str(root), gitrepo.branch(root) or "HEAD")
     files = [manifest_path(m.name) for m in manifests]
     files += [f"{p}.dvc" for m in manifests for p, _ in m.tracked]
     raw = gitrepo.run(root, ["status", "--porcelain=v1", "-z", "--untracked-files=all",
