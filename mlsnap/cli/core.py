@@ -265,9 +265,12 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
         if clean:
             click.echo(f"clean: the workspace matches snapshot {names}")
         else:  # always a verdict as the last line, whatever made it not clean
+            lost = set(report.nowhere)
             why = [f"{len(items)} {label}" for items, label in (
-                (report.modified, "modified"), (report.missing, "missing"),
-                (report.not_on_remote, "not on remote")) if items]
+                (report.modified, "modified"),
+                ([p for p in report.missing if p not in lost], "missing"),
+                ([p for p in report.not_on_remote if p not in lost], "not on remote"),
+                (sorted(lost), "lost here")) if items]
             if report.remote_error:
                 why.append("the remote could not be checked")
             if strict_env and drifted:
