@@ -45,9 +45,15 @@ def commit(
     tag: str | None = None,
     allow_dirty: bool = False,
     push: bool = True,
+    forget: bool = False,
     repo: PathLike | None = None,
 ) -> CommitResult:
     """Snapshot ``paths`` and ``data``; ``params``/``metrics`` are plain (nested) dicts.
+
+    What is not given is reused from the previous snapshot of that name (its paths, its
+    inputs, the params/metrics files it read), as on the command line; ``params``/``metrics``
+    win over those files key by key. ``forget=True`` reuses nothing. ``result.told`` says what
+    was reused and what left the snapshot.
 
     Relative paths start at ``repo`` (default: the current directory). The environment recorded
     is this process's own (its interpreter and the packages it can import), whatever
@@ -63,7 +69,7 @@ def commit(
         [os.fspath(p) for p in paths], data=[os.fspath(p) for p in data],
         param_files=params_files, metric_files=metrics_files, name=name, message=message,
         tag=tag, allow_dirty=allow_dirty, push=push, env=env, cwd=cwd,
-        extra_params=dict(params or {}), extra_metrics=dict(metrics or {}),
+        extra_params=dict(params or {}), extra_metrics=dict(metrics or {}), forget=forget,
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsnap import blobs, gitrepo, history, workspace
-from mlsnap.errors import NoSnapshot
+from mlsnap.errors import BadInput, NoSnapshot
 from mlsnap.jsonout import jsonable
 from mlsnap.manifest import Manifest, Output, manifest_path
 
@@ -239,6 +239,7 @@ def diff(rev_a: str | None = None, rev_b: str | None = None, name: str | None = 
 def _previous(root: Path, b: history.Snapshot) -> history.Snapshot:
     """The snapshot of ``b.name`` before the one at ``b.commit``: the next different blob."""
     seen_b = False
+    cut = history.shallow_commits(root)
     for found in history.snapshots_of(root, b.name, b.commit):
         seen_b = seen_b or found.blob == b.blob
         if seen_b and found.blob != b.blob:
@@ -247,8 +248,17 @@ def _previous(root: Path, b: history.Snapshot) -> history.Snapshot:
             if content is None:
                 break
             manifest = blobs.parse(content, source)
+            if found.commit in cut and history.commit_parents(root, [found.commit]).get(
+                    found.commit) != [manifest.code.commit]:
+                break  # taken before the clone's oldest commit, at a commit it lacks
             return history.Snapshot(found.commit, b.name, found.blob,
                                     history.check_name(manifest, b.name, source))
+    if cut:
+        raise BadInput(f"{manifest_path(b.name)} at {b.commit[:7]}",
+                       f"the snapshot of {b.name!r} before it is not in this shallow clone "
+                       f"(git clone --depth cut the history at "
+                       f"{', '.join(sorted(c[:7] for c in cut))}); `git fetch --unshallow` "
+                       "brings it, or give two revisions (`mlsnap diff REV_A REV_B`)")
     raise NoSnapshot(f"named {b.name!r} before {b.commit[:7]} to compare with; "
                      "give two revisions (`mlsnap diff REV_A REV_B`)")
 

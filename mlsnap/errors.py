@@ -37,10 +37,20 @@ class NotAGitRepo(MlsnapError):
 
 
 class NoCommits(MlsnapError):
+    def __init__(self, path: str, branch: str | None = None) -> None:
+        where = (f"the branch {branch!r} in {path} has no commits yet, so no snapshot is "
+                 "recorded at HEAD" if branch else
+                 f"the Git repository at {path} has no commits yet")
+        super().__init__(f"{where}; commit your code first (`git add -A && git commit -m code`)")
+
+
+class NoGitIdentity(MlsnapError):
     def __init__(self, path: str) -> None:
         super().__init__(
-            f"the Git repository at {path} has no commits yet; commit your code first "
-            "(`git add -A && git commit -m code`)"
+            f"Git does not know who you are in {path}, and mlsnap records every snapshot as a "
+            "Git commit; set it with `git config --global user.name \"Your Name\"` and "
+            "`git config --global user.email you@example.com` (drop --global for this "
+            "repository only), then run the command again; nothing was changed"
         )
 
 

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from mlsnap.errors import BadInput, GitFailed, NoCommits, NotAGitRepo
+from mlsnap.errors import BadInput, GitFailed, NoCommits, NoGitIdentity, NotAGitRepo
 from mlsnap.fsutil import fault_point
 
 # Variables Git sets for hooks; left in place they point a nested `git` at the wrong repository.
@@ -44,6 +44,17 @@ def run(root: Path, args: Sequence[str], *, input: bytes | None = None,
 
 def out(root: Path, args: Sequence[str]) -> str:
     return run(root, args).stdout.decode(errors="replace").strip()
+
+
+def require_identity(root: Path) -> None:
+    """Fail before any change when Git cannot name an author and committer for a commit.
+
+    Git itself finds that out only at ``git commit``, after mlsnap would have written and
+    staged everything; ``git var`` asks the same question with no side effect.
+    """
+    for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        if run(root, ["var", var], check=False).returncode != 0:
+            raise NoGitIdentity(str(root))
 
 
 def toplevel(path: Path) -> Path:
@@ -118,6 +129,28 @@ def tracked(root: Path, paths: Sequence[str]) -> list[str]:
         return []
     raw = run(root, ["ls-files", "-z", "--", *paths]).stdout
     return [p.decode() for p in raw.split(b"\x00") if p]
+
+
+def ignored(root: Path, paths: Sequence[str]) -> list[str]:
+    """Which of ``paths`` Git ignores (tracked files never count as ignored)."""
+    if not paths:
+        return []
+    proc = run(root, ["check-ignore", "--stdin", "-z"], check=False,
+               input=b"".join(p.encode() + b"\x00" for p in paths))
+    if proc.returncode not in (0, 1):
+        raise GitFailed(["check-ignore", "--stdin", *paths], proc.returncode,
+                        proc.stderr.decode(errors="replace"))
+    return [p.decode() for p in proc.stdout.split(b"\x00") if p]
+
+
+def changed_paths(root: Path, paths: Sequence[str]) -> list[str]:
+    """Which of ``paths`` differ from HEAD or are untracked (one ``git status``)."""
+    if not paths:
+        return []
+    raw = run(root, ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
+                     *paths]).stdout
+    return sorted({e[3:].decode(errors="replace") for e in raw.split(b"\x00") if len(e) > 3}
+                  & set(paths))
 
 
 def add(root: Path, paths: Sequence[str]) -> None:

@@ -179,9 +179,60 @@ def log(name: str | None = None, limit: int | None = None, all_refs: bool = Fals
         workspace.check_name(name)
     if limit is not None and limit < 0:
         raise BadInput(f"-n {limit}", "must not be negative")
+    return log_and_beyond(root, name, limit, all_refs)[0]
+
+
+@dataclass(frozen=True)
+class BeyondShallow:
+    """A manifest found in a shallow clone's oldest commit that this clone cannot attribute:
+    the snapshot was taken in a commit ``git clone --depth`` left out."""
+
+    name: str
+    boundary: str  # the clone's oldest commit, which holds the manifest
+
+
+def log_and_beyond(root: Path, name: str | None = None, limit: int | None = None,
+                   all_refs: bool = False) -> tuple[list[LogEntry], list[BeyondShallow]]:
+    """``log``, and the snapshots of a shallow clone that lie beyond its history.
+
+    Git shows every file of a shallow clone's oldest commit as added there, so a snapshot
+    taken before it would be listed at the wrong commit. A manifest there is kept only when
+    that commit made it (its one parent is the manifest's code commit, as for every snapshot
+    commit mlsnap makes); the others are returned apart, never given a commit they lack.
+    """
     found = _walk(root, name, all_refs)
-    found = found[:limit] if limit is not None else found
-    return _entries(root, found, tags_by_commit(root))
+    boundary = shallow_commits(root) & {f.commit for f in found}
+    if not boundary:
+        found = found[:limit] if limit is not None else found
+        return _entries(root, found, tags_by_commit(root)), []
+    entries = _entries(root, found, tags_by_commit(root))
+    parents = commit_parents(root, sorted(boundary))
+    kept, beyond = [], []
+    for e in entries:
+        if e.commit in boundary and not (
+                e.manifest is not None and parents.get(e.commit) == [e.manifest.code.commit]):
+            beyond.append(BeyondShallow(e.name, e.commit))
+        else:
+            kept.append(e)
+    return (kept[:limit] if limit is not None else kept), beyond
+
+
+def shallow_commits(root: Path) -> set[str]:
+    """The commits where a shallow clone's history is cut (no process: ``.git/shallow``)."""
+    try:
+        return set((gitrepo.common_dir(root) / "shallow").read_text().split())
+    except OSError:
+        return set()
+
+
+def commit_parents(root: Path, commits: Sequence[str]) -> dict[str, list[str]]:
+    """The parents each commit object names, even those a shallow clone does not hold
+    (``git log`` shows a cut commit as parentless; its object still names them)."""
+    parents: dict[str, list[str]] = {}
+    for sha, raw in read_blobs(root, commits).items():
+        head = raw.split(b"\n\n", 1)[0].decode(errors="replace").splitlines()
+        parents[sha] = [line.split()[1] for line in head if line.startswith("parent ")]
+    return parents
 
 
 def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) -> list[LogEntry]:
@@ -315,6 +366,7 @@ def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None) -> 
 
     root = workspace.find_root(cwd)
     workspace.check_name(name)
+    gitrepo.require_identity(root)  # an annotated tag names its tagger
     bare = version.removeprefix("v")
     if not SEMVER_RE.match(bare):
         raise BadInput(f"VERSION {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")

@@ -190,11 +190,11 @@ def _human(size: int) -> str:
     if size < 1024:
         return f"{size} B"
     value = size / 1024
-    for unit in ("KB", "MB"):
+    for unit in ("KiB", "MiB"):  # powers of 1024, so IEC names (the limit is --max-kb KiB)
         if value < 1024:
             return f"{value:.1f} {unit}"
         value /= 1024
-    return f"{value:.1f} GB"
+    return f"{value:.1f} GiB"
 
 
 # --------------------------------------------------------------------------- mlsnap-check-manifest

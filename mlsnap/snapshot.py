@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlsnap import config as configmod
-from mlsnap import environment, gitrepo, journal, params, store, workspace
+from mlsnap import environment, gitrepo, journal, params, sources, store, workspace
 from mlsnap.environment import Environment
 from mlsnap.errors import (
     BadInput,
@@ -64,6 +64,18 @@ class CommitResult:
     detached: bool
     moved_from_git: tuple[str, ...] = ()
     unchanged: bool = False  # nothing changed since the last snapshot: no commit was made
+    told: Told | None = None  # what was reused, dropped, committed beside the manifest
+
+
+@dataclass(frozen=True)
+class Told:
+    """What a commit decided that its user should hear about (see ``mlsnap.sources``)."""
+
+    remembered: tuple[str, ...] = ()  # reused from the previous snapshot: "--data d"
+    dropped: tuple[str, ...] = ()  # paths of the previous snapshot that left it
+    committed: tuple[str, ...] = ()  # params/metrics files committed with the snapshot
+    secret_files: tuple[str, ...] = ()  # files read but kept out of Git: they hold secrets
+    other_names: tuple[str, ...] = ()  # other snapshots here, when --name was not given
 
 
 def default_remote_dir() -> Path:
@@ -96,6 +108,7 @@ def init(remote: str | None = None, *, remote_name: str = store.DEFAULT_REMOTE,
     """
     cwd = cwd or Path.cwd()
     root = workspace.find_root(cwd)
+    gitrepo.require_identity(root)  # init commits its set-up: fail before writing any of it
     intent = journal.Intent("init", argv=journal.command_line("init"),
                             head=gitrepo.head_or_none(root),
                             created=[] if (root / ".dvc").exists() else [".dvc"],
@@ -189,6 +202,7 @@ def commit(
     cwd: Path | None = None,
     extra_params: dict[str, Any] | None = None,
     extra_metrics: dict[str, Any] | None = None,
+    forget: bool = False,
 ) -> CommitResult:
     """Take one snapshot; see ``mlsnap commit --help``.
 
@@ -199,7 +213,9 @@ def commit(
     root = workspace.find_root(cwd)
     head = gitrepo.head(root)
     workspace.require_ready(root)
+    gitrepo.require_identity(root)
     cfg = configmod.load(root)
+    name_defaulted = name is None
     name = workspace.check_name(name or cfg.default_name)
     version = check_semver(tag) if tag else None
     tag_ref = f"{name}@v{version}" if version else None
@@ -214,27 +230,30 @@ def commit(
         intent.head = head
         _check_index_unlocked(root)
         prev, prev_committed = previous_manifest_at_head(root, name)
-        artifacts = [workspace.to_repo_path(root, p, cwd) for p in paths]
-        inputs = [workspace.to_repo_path(root, p, cwd) for p in data]
-        if not artifacts and prev is not None:
-            artifacts = [o.path for o in prev.artifacts]
-        if not data and prev is not None:
-            inputs = [o.path for o in prev.inputs]
-        _check_paths(root, artifacts, inputs)
+        chosen = sources.plan(root, cwd, cfg, name, prev, paths, data, param_files,
+                              metric_files, forget)
+        artifacts, inputs = chosen.artifacts, chosen.inputs
+        _check_paths(root, artifacts, inputs, chosen.remembered_paths, name)
+        owner = sources.other_owner(root, name, artifacts) if name_defaulted else None
+        if owner:
+            raise BadInput(owner[0], f"is an artifact of snapshot {owner[1]!r}; say which "
+                           f"snapshot this is: --name {owner[1]} (or --name {name} to record "
+                           "it as a new one)")
+        pfiles, mfiles = chosen.param_files, chosen.metric_files
+        secrets = environment.env_secrets()
+        files = sources.judge_files(root, sources.files_read([*pfiles, *mfiles], root), secrets,
+                                    artifacts + inputs)
 
         owned = _owned_files(root, name, artifacts + inputs)
         recorded = artifacts + inputs
         dirty = sorted(p for p in gitrepo.modified_tracked(root)
-                       if p not in owned and p not in recorded and not _under(p, recorded))
+                       if p not in owned and p not in recorded and not _under(p, recorded)
+                       and p not in files.commit)
         if dirty and not allow_dirty:
             from mlsnap.errors import DirtyWorktree
 
             raise DirtyWorktree(dirty)
 
-        sources = cfg.sources.get(name, {})
-        pfiles = list(param_files) if param_files is not None else sources.get("params", [])
-        mfiles = list(metric_files) if metric_files is not None else sources.get("metrics", [])
-        secrets = environment.env_secrets()
         param_tree = _values(root, pfiles, param_values, "-p", extra_params, secrets)
         metric_tree = _values(root, mfiles, metric_values, "-m", extra_metrics, secrets)
         message = environment.redact_text(message, secrets)
@@ -249,11 +268,14 @@ def commit(
         # HEAD too: a commit killed after `git rm --cached` left them only in HEAD's tree.
         moved = sorted(set(gitrepo.tracked(root, recorded))
                        | set(gitrepo.tracked_at_head(root, recorded)))
+        # The params/metrics files read go into the snapshot commit too, so that a checkout
+        # brings back the files beside the model; mlsnap never writes them (not protected).
+        newly_committed = gitrepo.changed_paths(root, files.commit)
         with store.open_repo(root) as repo:
             # The journal, before the first change: what may be rewritten (its old bytes are
             # kept), where partial copies may appear, and the commit that finishes it all.
             written = [*recorded, *to_stage, *([patch_rel] if patch_rel else [])]
-            intent.staged = [*to_stage, *moved]
+            intent.staged = [*to_stage, *files.commit, *moved]
             intent.clean = sorted({str((root / p).parent) for p in written})
             intent.clean_deep = [str(root / p) for p in recorded if (root / p).is_dir()]
             intent.names = sorted({Path(p).name for p in written})
@@ -263,7 +285,7 @@ def commit(
 
             remove_stale_temps(root / MANIFEST_DIR)
             if patch_rel:
-                diff = gitrepo.diff_head(root, exclude=owned)
+                diff = gitrepo.diff_head(root, exclude=[*owned, *files.commit])
                 atomic_write(root / patch_rel, environment.redact_text(
                     diff.decode(errors="replace"), secrets).encode())
             if moved:
@@ -292,7 +314,12 @@ def commit(
                 metrics=metric_tree,
                 environment=recorded_env,
             )
-            if prev is not None and prev_committed and not moved and same_content(prev, manifest):
+            told = Told(chosen.remembered, chosen.dropped, tuple(newly_committed),
+                        tuple(files.secret),
+                        tuple(n for n in workspace.manifest_names(root) if n != name)
+                        if name_defaulted else ())
+            if prev is not None and prev_committed and not moved and not newly_committed \
+                    and same_content(prev, manifest):
                 # Nothing to record: no second snapshot of the same work (a rerun after a kill
                 # past the Git commit lands here too); the tag and the push still happen.
                 sha = gitrepo.last_commit_of(root, manifest_path(name)) or head
@@ -300,7 +327,7 @@ def commit(
                     gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
                 pushed = _push_snapshot(repo, prev, jobs, sha) if push else None
                 return CommitResult(prev, sha, tag_ref, pushed, branch is None, (),
-                                    unchanged=True)
+                                    unchanged=True, told=told)
             text = dump(manifest)
             environment.scan(text, manifest_path(name), secrets)
             loads(text, manifest_path(name))  # what we write must read back
@@ -313,12 +340,12 @@ def commit(
                 configmod.save(root, cfg)
 
             subject = f"mlsnap: {name}: {message or 'snapshot'}".splitlines()[0]
-            sha = _git_commit(root, subject, to_stage, moved)
+            sha = _git_commit(root, subject, [*to_stage, *files.commit], moved)
             if tag_ref:
                 gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
 
             pushed = _push_snapshot(repo, manifest, jobs, sha) if push else None
-    return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved))
+    return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved), told=told)
 
 
 def _push_snapshot(repo: Any, manifest: Manifest, jobs: int | None, sha: str) -> int:
@@ -347,8 +374,10 @@ def same_content(old: Manifest, new: Manifest) -> bool:
 
 def _values(root: Path, files: Sequence[str], assignments: Sequence[str], option: str,
             extra: dict[str, Any] | None, secrets: list[str]) -> dict[str, Any]:
-    """Params or metrics: ``extra`` (API dicts), then files, then ``K=V``; secrets redacted."""
-    tree = params.merge(extra or {}, params.collect(files, assignments, option, root))
+    """Params or metrics: files first, then the values given one by one (``extra``, the API's
+    dicts, then ``K=V``), which win key by key, as on the command line; secrets redacted."""
+    given = params.merge(extra or {}, params.parse_assignments(assignments, option))
+    tree = params.merge(params.collect(files, (), option, root), given)
     redacted: dict[str, Any] = environment.redact(tree, secrets)
     return redacted
 
@@ -376,7 +405,8 @@ def _check_index_unlocked(root: Path) -> None:
         gitrepo.run(root, ["add", "--refresh", "--", "."])
 
 
-def _check_paths(root: Path, artifacts: list[str], inputs: list[str]) -> None:
+def _check_paths(root: Path, artifacts: list[str], inputs: list[str],
+                 remembered: frozenset[str] = frozenset(), name: str = "") -> None:
     if not artifacts and not inputs:
         raise BadInput("mlsnap commit", "nothing to snapshot: name the model files "
                        "(`mlsnap commit model.pkl --data data/`)")
@@ -389,6 +419,12 @@ def _check_paths(root: Path, artifacts: list[str], inputs: list[str]) -> None:
     for p in everything:
         full = root / p
         if not full.exists():
+            if p in remembered:
+                raise BadInput(p, f"no such file or directory; it is recorded by the previous "
+                               f"snapshot of {name!r} and reused because no "
+                               f"{'--data' if p in inputs else 'PATH'} was given: "
+                               "`mlsnap pull` restores it, or name what to record (--forget "
+                               "reuses nothing)")
             raise BadInput(p, "no such file or directory")
         top = p.split("/")[0]
         if top in (".git", ".dvc", MANIFEST_DIR):
@@ -430,5 +466,5 @@ def _check_pointers(root: Path, manifests: Sequence[Manifest]) -> None:
                                       f"{store.dvc_file(path)} ({pointer[0]}); one was edited by hand")
 
 
-__all__ = ["CommitResult", "InitResult", "Output", "check_semver", "commit", "init", "push",
+__all__ = ["CommitResult", "InitResult", "Told", "Output", "check_semver", "commit", "init", "push",
            "tag_name"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mlsnap import gitrepo
-from mlsnap.errors import BadInput, ManifestInvalid, NoSnapshot, NotInitialized
+from mlsnap.errors import BadInput, ManifestInvalid, NoCommits, NoSnapshot, NotInitialized
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Manifest,
@@ -103,6 +105,8 @@ def to_repo_path(root: Path, user_path: str, cwd: Path | None = None) -> str:
 def unfinished(root: Path, manifests: list[Manifest]) -> list[str]:
     """Manifests and ``.dvc`` pointers that differ from HEAD (or are new): the trace of an
     ``mlsnap commit`` killed between writing them and its Git commit."""
+    if gitrepo.head_or_none(root) is None:  # an unborn branch: nothing is committed at all
+        raise NoCommits(str(root), gitrepo.branch(root) or "HEAD")
     files = [manifest_path(m.name) for m in manifests]
     files += [f"{p}.dvc" for m in manifests for p, _ in m.tracked]
     raw = gitrepo.run(root, ["status", "--porcelain=v1", "-z", "--untracked-files=all",
@@ -122,12 +126,22 @@ def is_shallow(root: Path) -> bool:
     return (root / ".git" / "shallow").is_file()
 
 
-def shallow_note(cwd: Path | None = None) -> str | None:
-    """What history cannot show in a shallow clone, or None in a full one."""
+def shallow_note(cwd: Path | None = None, beyond: Sequence[Any] = ()) -> str | None:
+    """What history cannot show in a shallow clone, or None in a full one.
+
+    ``beyond``: snapshots found in the clone's oldest commit that were taken before it
+    (``history.BeyondShallow``); they are named, since ``log`` leaves them out.
+    """
     here = (cwd or Path.cwd()).absolute()
     # The nearest .git, found without starting a process (log counts its processes).
     top = next((p for p in (here, *here.parents) if (p / ".git").exists()), None)
     if top is None or not is_shallow(top):
         return None
-    return ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
-            "commit are not listed; `git fetch --unshallow` brings them")
+    note = ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
+            "commit are not listed")
+    if beyond:
+        names = ", ".join(dict.fromkeys(b.name for b in beyond))
+        cuts = ", ".join(dict.fromkeys(b.boundary[:7] for b in beyond))
+        note += (f"; the manifests of {names} in its oldest commit {cuts} come from a snapshot "
+                 "taken before it, at a commit this clone does not have")
+    return note + "; `git fetch --unshallow` brings them"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import yaml
 from click.testing import CliRunner
 
 from mlsnap.cli import main
-from tests.helpers import mlsnap
+from tests.helpers import git, mlsnap
 
 
 def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
@@ -43,3 +45,102 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     proc = mlsnap(tmp_path, "--debug", "status", check=None)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     assert "Traceback" not in mlsnap(tmp_path, "status", check=1).stderr
+
+
+# --------------------------------------------------------------------------- habits
+
+
+def test_git_habit_dash_m_message_is_a_usage_error_pointing_at_dash_capital_m(
+        project: Path) -> None:
+    (project / "m.pkl").write_bytes(b"weights")
+    proc = mlsnap(project, "commit", "m.pkl", "-m", "baseline", check=2)
+    assert "'baseline' is not KEY=VALUE" in proc.stderr and "-M MESSAGE" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (project / "m.pkl.dvc").exists()
+    assert "-p KEY=VALUE" in mlsnap(project, "commit", "m.pkl", "-p", "0.1", check=2).stderr
+
+
+def test_dash_n_counts_in_log_and_the_old_dash_n_name_keeps_working(project: Path) -> None:
+    (project / "m.pkl").write_bytes(b"weights")
+    old = mlsnap(project, "commit", "m.pkl", "-n", "other", "--no-push")
+    assert "snapshot other:" in old.stdout and "--name NAME" in old.stderr
+    (project / "m.pkl").write_bytes(b"more weights")
+    mlsnap(project, "commit", "m.pkl", "--name", "other", "--no-push")
+    assert len(json.loads(mlsnap(project, "log", "-n", "1", "--json").stdout)) == 1
+    for command in ("commit", "pull", "push", "status", "show", "diff", "get"):
+        text = mlsnap(project, command, "--help").stdout
+        assert "--name NAME" in text and "-n," not in text, command
+    assert "-n, --max-count N" in mlsnap(project, "log", "--help").stdout
+    assert "give the snapshot name once" in mlsnap(
+        project, "status", "-n", "a", "--name", "b", check=2).stderr
+
+
+def _record_a_package_this_environment_lacks(project: Path) -> None:
+    """The snapshot at HEAD says it was trained with a package not installed here."""
+    manifest = project / ".mlsnap" / "model.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    doc["environment"]["packages"]["only-on-the-training-box"] = "1.0"
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
+    git(project, "commit", "-qm", "trained elsewhere", "--", ".mlsnap/model.yaml")
+
+
+def test_status_strict_env_with_drift_ends_with_a_verdict_line(project: Path) -> None:
+    (project / "m.pkl").write_bytes(b"weights")
+    mlsnap(project, "commit", "m.pkl")
+    _record_a_package_this_environment_lacks(project)
+    lenient = mlsnap(project, "status", "--no-remote")
+    assert "only-on-the-training-box" in lenient.stdout
+    assert lenient.stdout.splitlines()[-1].startswith("clean: ")
+    strict = mlsnap(project, "status", "--no-remote", "--strict-env", check=3)
+    assert strict.stdout.splitlines()[-1] == (
+        "not clean: the environment differs (--strict-env) (snapshot model)")
+    (project / "m.pkl").write_bytes(b"edited")
+    last = mlsnap(project, "status", "--no-remote", check=3).stdout.splitlines()[-1]
+    assert last == "not clean: 1 modified (snapshot model)"
+
+
+def test_commit_in_a_subfolder_reads_params_files_from_that_folder(project: Path) -> None:
+    sub = project / "exp"
+    sub.mkdir()
+    (sub / "params.yaml").write_text("lr: 0.5\n")  # the root has its own params.yaml (lr 0.1)
+    (sub / "m.pkl").write_bytes(b"weights")
+    mlsnap(sub, "commit", "m.pkl", "--params", "params.yaml", "--no-push")
+    doc = yaml.safe_load((project / ".mlsnap" / "model.yaml").read_text())
+    assert doc["params"] == {"lr": 0.5}
+    cfg = yaml.safe_load((project / ".mlsnap" / "config.yaml").read_text())
+    assert cfg["sources"]["model"]["params"] == ["exp/params.yaml"]
+    proc = mlsnap(sub, "commit", "m.pkl", "--params", "missing.yaml", check=1)
+    assert "exp/missing.yaml: no such file" in proc.stderr
+
+
+def test_status_on_an_unborn_branch_says_it_has_no_commits(project: Path) -> None:
+    (project / "m.pkl").write_bytes(b"weights")
+    mlsnap(project, "commit", "m.pkl", "--no-push")
+    git(project, "checkout", "-q", "--orphan", "fresh")
+    proc = mlsnap(project, "status", "--no-remote", check=1)
+    assert "the branch 'fresh'" in proc.stderr and "no commits yet" in proc.stderr
+    assert "did not finish" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_path_with_a_newline_keeps_the_error_on_one_line(project: Path) -> None:
+    proc = mlsnap(project, "commit", "bad\nname.pkl", check=1)
+    assert proc.stderr.startswith("Error: bad\\nname.pkl: ") and proc.stderr.count("\n") == 1
+    proc = mlsnap(project, "commit", "esc\x1b[31m.pkl", check=1)
+    assert "\x1b" not in proc.stderr and "esc\\x1b[31m.pkl" in proc.stderr
+
+
+def test_commit_without_name_beside_other_snapshots_hints_and_never_steals_a_path(
+        project: Path) -> None:
+    (project / "a.bin").write_bytes(b"model a")
+    (project / "b.bin").write_bytes(b"model b")
+    mlsnap(project, "commit", "a.bin", "--name", "a", "--no-push")
+    mlsnap(project, "commit", "b.bin", "--name", "b", "--no-push")
+    (project / "b.bin").write_bytes(b"model b, retrained")
+    head = git(project, "rev-parse", "HEAD")
+    proc = mlsnap(project, "commit", "b.bin", "--no-push", check=1)
+    assert "b.bin: is an artifact of snapshot 'b'" in proc.stderr and "--name b" in proc.stderr
+    assert git(project, "rev-parse", "HEAD") == head
+    (project / "c.bin").write_bytes(b"model c")
+    out = mlsnap(project, "commit", "c.bin", "--no-push").stdout
+    assert "recorded as 'model' (the default name)" in out and "also has a, b" in out
+    assert "--name" in out

@@ -330,7 +330,6 @@ def test_params_from_values_and_files(project: Path, files: dict[str, str], args
     [
         (["--params", "missing.yaml"], "missing.yaml: no such file"),
         (["--params", "params.yaml:nope"], "no section 'nope'"),
-        (["-p", "novalue"], "expected KEY=VALUE"),
         (["-p", "a=1", "-p", "a.b=2"], "is already a value"),
     ],
 )
@@ -402,3 +401,43 @@ def test_commit_and_pull_from_a_subfolder(project: Path, tmp_path: Path) -> None
     mlsnap(sub, "pull")
     assert (sub / "m.bin").read_bytes() == b"weights from a subfolder"
     assert mlsnap(sub, "status").returncode == 0
+
+
+# --------------------------------------------------------------------------- no Git identity
+
+
+def _without_identity(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Git with no user.name/user.email anywhere and no guessing (as on a fresh CI runner)."""
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    git(repo, "config", "user.useConfigOnly", "true")
+
+
+def test_init_without_git_identity_says_how_to_set_it_and_stages_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = make_project(tmp_path / "p", init=False)
+    _without_identity(repo, monkeypatch)
+    before = tree_digest(repo)
+    proc = mlsnap(repo, "init", "--remote", str(tmp_path / "remote"), check=1)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: ")
+    assert "git config --global user.name" in proc.stderr and "user.email" in proc.stderr
+    assert "Traceback" not in proc.stderr and "exit code 128" not in proc.stderr
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+    assert tree_digest(repo) == before and not (repo / ".dvc").exists()
+
+
+def test_commit_and_tag_without_git_identity_change_nothing(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (project / "model.pkl").write_bytes(b"weights")
+    mlsnap(project, "commit", "model.pkl", "--no-push")
+    (project / "model.pkl").write_bytes(b"better weights")
+    _without_identity(project, monkeypatch)
+    head = git(project, "rev-parse", "HEAD")
+    before = tree_digest(project)
+    for args in (["commit", "model.pkl", "--no-push"], ["tag", "model", "1.0.0"]):
+        proc = mlsnap(project, *args, check=1)
+        assert "user.name" in proc.stderr and proc.stderr.count("\n") == 1
+    assert git(project, "rev-parse", "HEAD") == head and git(project, "tag") == ""
+    assert tree_digest(project) == before
+    assert git(project, "status", "--porcelain") == ""

@@ -204,6 +204,42 @@ def test_log_reports_a_malformed_old_manifest_in_one_line_and_goes_on(repo: Repo
     assert table[-1].startswith(repo.sha["s1"][:7])  # older snapshots still listed
 
 
+def _shallow(repo: Repo, tmp_path: Path, depth: int) -> Path:
+    clone = tmp_path / f"depth{depth}"
+    git(tmp_path, "clone", "-q", "--depth", str(depth), f"file://{repo.root}", str(clone))
+    return clone
+
+
+def test_shallow_clone_log_never_attributes_older_snapshots_to_its_oldest_commit(
+        repo: Repo, tmp_path: Path) -> None:
+    # depth 1: the one commit holds the manifests of model (made there, s4) and of tokenizer
+    # (made at s3, which this clone lacks): Git shows both as added at s4.
+    one = _shallow(repo, tmp_path, 1)
+    proc = mlsnap(one, "log", "--json")
+    assert [(e["commit"], e["name"]) for e in _json(proc)] == [(repo.sha["s4"], "model")]
+    assert "shallow" in proc.stderr and "tokenizer" in proc.stderr
+    assert "git fetch --unshallow" in proc.stderr
+    table = mlsnap(one, "log").stdout
+    assert "tokenizer" not in table and repo.sha["s4"][:7] in table
+    # depth 2: tokenizer's own commit is the oldest one now, and it is listed there.
+    two = _shallow(repo, tmp_path, 2)
+    proc = mlsnap(two, "log", "--json")
+    assert [(e["commit"], e["name"]) for e in _json(proc)] == [
+        (repo.sha["s4"], "model"), (repo.sha["s3"], "tokenizer")]
+    assert "model in its oldest commit" in proc.stderr  # the hand-edited one of h4
+
+
+def test_shallow_clone_diff_names_the_cut_history_not_a_missing_snapshot(
+        repo: Repo, tmp_path: Path) -> None:
+    one = _shallow(repo, tmp_path, 1)
+    proc = mlsnap(one, "diff", "--name", "model", check=1)
+    assert "shallow clone" in proc.stderr and "git fetch --unshallow" in proc.stderr
+    assert "take one with" not in proc.stderr and proc.stderr.count("\n") == 1
+    # An explicit older revision outside the clone says the same kind of thing.
+    proc = mlsnap(one, "diff", repo.sha["s2"], "--name", "model", check=1)
+    assert "shallow" in proc.stderr
+
+
 def test_log_table_fits_the_terminal_and_shows_varying_params(repo: Repo) -> None:
     wide = mlsnap(repo.root, "log", env={"COLUMNS": "200"}).stdout.splitlines()
     header = wide[0].split()

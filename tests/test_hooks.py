@@ -286,7 +286,7 @@ def test_no_large_files_max_kb_and_staged_content(tmp_path: Path) -> None:
     git(repo, "add", "table.csv")
     mlsnap(repo, "hook", "mlsnap-no-large-files")
     over = mlsnap(repo, "hook", "mlsnap-no-large-files", "--max-kb", "2", check=3)
-    assert "table.csv: 2.9 KB, over the 2.0 KB limit" in over.stderr
+    assert "table.csv: 2.9 KiB, over the 2.0 KiB limit" in over.stderr
     # The staged blob counts, not the work tree copy.
     (repo / "table.csv").write_bytes(b"x")
     mlsnap(repo, "hook", "mlsnap-no-large-files", "--max-kb", "2", check=3)
@@ -300,7 +300,7 @@ def test_pre_commit_hook_judges_the_index_of_commit_a(tmp_path: Path) -> None:
     (repo / "README").write_bytes(b"x" * (6 * 1024 * 1024))
     blocked = run_git(repo, "commit", "-q", "-am", "big readme")
     assert blocked.returncode != 0
-    assert "README: 6.0 MB, over the 5.0 MB limit" in blocked.stderr
+    assert "README: 6.0 MiB, over the 5.0 MiB limit" in blocked.stderr
 
 
 # --------------------------------------------------------------------------- pre-commit framework

@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from mlsnap.errors import CheckFailed
 
-NAME = click.option("--name", "-n", "name", default=None,
-                    help="Snapshot name (default: the project's default, 'model').")
+def NAME(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--name NAME``; the old short form ``-n NAME`` still works (hidden, with a note).
+
+    ``-n`` is a count in ``mlsnap log``, as in ``git log -n 3``: one meaning in the help.
+    """
+    @functools.wraps(f)
+    def wrapper(*args: Any, name_n: str | None = None, **kwargs: Any) -> Any:
+        if name_n is not None:
+            if kwargs.get("name") not in (None, name_n):
+                raise click.UsageError("give the snapshot name once (--name NAME)")
+            click.echo("note: `-n NAME` is now `--name NAME` (`-n` counts snapshots in "
+                       "`mlsnap log`, as in `git log -n`); -n keeps working here", err=True)
+            kwargs["name"] = name_n
+        return f(*args, **kwargs)
+
+    wrapper = click.option("-n", "name_n", default=None, hidden=True, metavar="NAME",
+                           help="Old short form of --name.")(wrapper)
+    return click.option("--name", "name", default=None, metavar="NAME",
+                        help="Snapshot name (default: the project's default, 'model')."
+                        )(wrapper)
+
+
+def _assignments(what: str, other: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """Check ``K=V`` values at parse time: a word alone is a usage error (exit 2) that names
+    the option meant instead (Git's ``-m MESSAGE`` habit is mlsnap's ``-M MESSAGE``)."""
+    def check(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
+        for value in values:
+            key, sep, _ = value.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(
+                    f"{value!r} is not KEY=VALUE; {param.opts[0]} records {what} "
+                    f"({param.opts[0]} KEY=VALUE); {other}", ctx=ctx, param=param)
+        return values
+    return check
+
+
 PYTHON = click.option("--python", "python", default=None, metavar="PATH",
                       help="Interpreter whose environment to record/compare "
                            "(default: the active virtualenv's).")
@@ -55,11 +91,13 @@ def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -
 @click.option("--data", "-d", multiple=True, metavar="PATH",
               help="Input data to record (repeatable).")
 @click.option("-p", "--param", "param_values", multiple=True, metavar="K=V",
+              callback=_assignments("a hyperparameter", "a file of them is --params FILE"),
               help="Hyperparameter (YAML scalar; dotted keys nest). Repeatable.")
 @click.option("--params", "param_files", multiple=True, metavar="FILE[:KEY]",
               help="YAML/JSON/TOML file of params, optionally one section. Repeatable.")
 @click.option("-m", "--metric", "metric_values", multiple=True, metavar="K=V",
-              help="Metric value. Repeatable.")
+              callback=_assignments("a metric", "the snapshot's message is -M MESSAGE"),
+              help="Metric value, e.g. accuracy=0.93 (the message is -M). Repeatable.")
 @click.option("--metrics", "metric_files", multiple=True, metavar="FILE",
               help="YAML/JSON/TOML file of metrics. Repeatable.")
 @NAME
@@ -69,16 +107,22 @@ def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -
 @click.option("--allow-dirty", is_flag=True,
               help="Snapshot despite uncommitted code; the diff is recorded as a patch.")
 @click.option("--no-push", is_flag=True, help="Keep the bytes local; `mlsnap push` later.")
+@click.option("--forget", is_flag=True,
+              help="Reuse nothing from the previous snapshot: record only what is named here.")
 @PYTHON
 @JOBS
 def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[str, ...],
            param_files: tuple[str, ...], metric_values: tuple[str, ...],
            metric_files: tuple[str, ...], name: str | None, message: str, tag: str | None,
-           allow_dirty: bool, no_push: bool, python: str | None, jobs: int | None) -> None:
+           allow_dirty: bool, no_push: bool, forget: bool, python: str | None,
+           jobs: int | None) -> None:
     """Snapshot PATHS (models, checkpoints) and --data with DVC, in one Git commit.
 
-    With no PATHS, the paths of the previous snapshot of that name are recorded again, and the
-    params/metrics files it read are read again.
+    Each of PATHS, --data, --params and --metrics that is not given is reused from the
+    previous snapshot of that name (its artifacts, its inputs, the files it read); commit
+    prints what it reused and which earlier paths left the snapshot. -p/-m values win over
+    the files. The params/metrics files read are committed with the snapshot, unless Git
+    ignores them or they hold a secret. Files are named from the current folder.
     """
     from mlsnap import snapshot
 
@@ -86,9 +130,10 @@ def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[st
         paths, data=data, param_values=param_values,
         param_files=param_files or None, metric_values=metric_values,
         metric_files=metric_files or None, name=name, message=message, tag=tag,
-        allow_dirty=allow_dirty, push=not no_push, python=python, jobs=jobs,
+        allow_dirty=allow_dirty, push=not no_push, python=python, jobs=jobs, forget=forget,
     )
     m = result.manifest
+    told = result.told
     if result.unchanged:
         click.echo(f"nothing changed since snapshot {result.commit[:7]} ({m.name}); "
                    "no commit made")
@@ -99,6 +144,21 @@ def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[st
                + (", dirty code recorded as a patch" if m.code.dirty else ""))
     for path in result.moved_from_git:
         click.echo(f"  {path} was tracked by Git; it is tracked by DVC now (file kept)")
+    if told is not None:
+        if told.remembered:
+            click.echo(f"  reused from the last snapshot: {', '.join(told.remembered)} "
+                       "(--forget reuses nothing)")
+        if told.dropped:
+            click.echo(f"  left the snapshot: {', '.join(told.dropped)} (name it again to "
+                       "keep it in)")
+        if told.committed:
+            click.echo(f"  committed with the snapshot: {', '.join(told.committed)}")
+        for path in told.secret_files:
+            click.echo(f"  {path} holds a secret (redacted in the manifest): it is not "
+                       "committed; keep it out of Git")
+        if told.other_names:
+            click.echo(f"  note: recorded as {m.name!r} (the default name); this repository "
+                       f"also has {', '.join(told.other_names)}: choose with --name")
     if result.detached:
         click.echo(f"  note: HEAD is detached; the snapshot is bound to {result.commit[:12]} "
                    "and no branch points at it (create one: git switch -c NAME)")
@@ -201,9 +261,21 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
         for drift in report.drift.values():
             if drift:
                 click.echo(drift.table())
+        names = ", ".join(m.name for m in report.manifests)
         if clean:
-            names = ", ".join(m.name for m in report.manifests)
             click.echo(f"clean: the workspace matches snapshot {names}")
+        else:  # always a verdict as the last line, whatever made it not clean
+            lost = set(report.nowhere)
+            why = [f"{len(items)} {label}" for items, label in (
+                (report.modified, "modified"),
+                ([p for p in report.missing if p not in lost], "missing"),
+                ([p for p in report.not_on_remote if p not in lost], "not on remote"),
+                (sorted(lost), "lost here")) if items]
+            if report.remote_error:
+                why.append("the remote could not be checked")
+            if strict_env and drifted:
+                why.append("the environment differs (--strict-env)")
+            click.echo(f"not clean: {', '.join(why)} (snapshot {names})")
     if not clean:
         raise click.exceptions.Exit(3)
 

@@ -29,8 +29,11 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
     """
     from mlsnap import history, workspace
 
-    entries = history.log(name=name, limit=limit, all_refs=all_refs)
-    note = workspace.shallow_note()
+    root = workspace.find_root()
+    if name is not None:
+        workspace.check_name(name)
+    entries, beyond = history.log_and_beyond(root, name, limit, all_refs)
+    note = workspace.shallow_note(root, beyond)
     if note:
         click.echo(note, err=True)
     if as_json:

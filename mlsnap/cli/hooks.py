@@ -41,7 +41,7 @@ def hook() -> None:
 
 @hook.command("mlsnap-no-large-files")
 @click.option("--max-kb", type=click.IntRange(min=1), default=None, metavar="KB",
-              help="Largest file allowed in Git, in KiB (default 5120 = 5 MB).")
+              help="Largest file allowed in Git, in KiB (default 5120 = 5 MiB).")
 @FILES
 def no_large_files(max_kb: int | None, files: tuple[str, ...]) -> None:
     """Block model files (.pt .pkl .onnx ...) and files over the limit from entering Git.
