@@ -466,5 +466,14 @@ def _check_pointers(root: Path, manifests: Sequence[Manifest]) -> None:
                                       f"{store.dvc_file(path)} ({pointer[0]}); one was edited by hand")
 
 
-__all__ = ["CommitResult", "InitResult", "Told", "Output", "check_semver", "commit", "init", "push",
-           "tag_name"]
+__all__ = [
+    "CommitResult",
+    "InitResult",
+    "Output",
+    "Told",
+    "check_semver",
+    "commit",
+    "init",
+    "push",
+    "tag_name",
+]

@@ -22,7 +22,7 @@ from typing import Any
 
 from mlsnap import gitrepo, workspace
 from mlsnap.config import CONFIG_PATH, Config
-from mlsnap.errors import BadInput
+from mlsnap.errors import BadInput, MlsnapError
 from mlsnap.manifest import Manifest
 
 
@@ -110,7 +110,7 @@ def other_owner(root: Path, name: str, artifacts: Sequence[str]) -> tuple[str, s
             continue
         try:
             manifest = workspace.load(root, other)
-        except Exception:  # an unreadable manifest owns nothing we can tell
+        except MlsnapError:  # an unreadable manifest owns nothing we can tell
             continue
         for o in manifest.artifacts:
             if o.path in wanted:
@@ -141,7 +141,8 @@ def judge_files(root: Path, files: Sequence[str], secrets: list[str],
     ignored = set(gitrepo.ignored(root, files))
     ignored.update(f for f in files if f in recorded or any(f.startswith(r + "/")
                                                             for r in recorded))
-    commit, secret = [], []
+    commit: list[str] = []
+    secret: list[str] = []
     for f in files:
         if f in ignored:
             continue

@@ -11,6 +11,7 @@ import click
 
 from mlsnap.errors import CheckFailed
 
+
 def NAME(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--name NAME``; the old short form ``-n NAME`` still works (hidden, with a note).
 
