@@ -15,14 +15,10 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from mlsnap import gitrepo
 from mlsnap.errors import BadInput, ManifestInvalid, RemoteError
 from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, safe_load
-
-if TYPE_CHECKING:
-    from dvc.repo import Repo
 
 HOOK_IDS = ("mlsnap-no-large-files", "mlsnap-check-manifest", "mlsnap-status", "mlsnap-push",
             "mlsnap-pull")
@@ -459,46 +455,18 @@ def _sync_objects(root: Path, md5s: Sequence[str], remote: str | None,
     """Push the local-only objects of ``md5s``; return (pushed, lost, failed, remote name).
 
     Manifests of past commits may name ``.dvc`` files that are not in the work tree, so this
-    works on hashes through DVC's object layer instead of ``repo.push(targets)``.
+    works on hashes (``store.send_missing``) instead of ``.dvc`` targets.
     """
     from mlsnap import store
 
     with store.open_repo(root) as repo:
-        from dvc.exceptions import DvcException
-        from dvc_data.hashfile.hash_info import HashInfo
-
         name = remote or store.default_remote(repo)[0] or "default"
-        objs = {md5: HashInfo("md5", md5) for md5 in md5s}
         try:
-            status = repo.cloud.status(set(objs.values()), jobs=jobs, remote=remote)
-        except (DvcException, OSError) as exc:
-            raise RemoteError(name, store.describe(exc)) from None
-        missing = {h.value for h in status.missing}
-        local_only = {h.value for h in status.new}
-        lost, push = [], []
-        for md5 in md5s:
-            ids = {md5} | _dir_entries(repo, md5)
-            if ids & missing:
-                lost.append(md5)
-            elif ids & local_only:
-                push.append(md5)
-        if not push:
-            return 0, lost, [], name
-        try:
-            result = repo.cloud.push({objs[m] for m in push}, jobs=jobs, remote=remote)
-        except (DvcException, OSError) as exc:
-            raise RemoteError(name, store.describe(exc)) from None
-        failed_ids = {h.value for h in result.failed}
-        failed = [m for m in push if ({m} | _dir_entries(repo, m)) & failed_ids]
-        return len(result.transferred), lost, failed, name
-
-
-def _dir_entries(repo: Repo, md5: str) -> set[str]:
-    from mlsnap import store
-
-    if not md5.endswith(".dir") or not store.in_cache(repo, md5):
-        return set()
-    return {str(e["md5"]) for e in store.dir_entries(repo, md5)}
+            store.probe_remote(repo, remote, create=True)
+            result = store.send_missing(repo, md5s, remote=remote, jobs=jobs)
+        except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own
+            raise RemoteError(name, store.remote_reason(repo, name, exc)) from None
+        return result.sent, sorted(result.lost), result.failed, name
 
 
 # --------------------------------------------------------------------------- mlsnap-pull

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -331,38 +332,65 @@ def push(repo: Repo, tracked: Sequence[tuple[str, str]], *, jobs: int | None = N
 def _fill_gaps(repo: Repo, tracked: Sequence[tuple[str, str]], name: str, remote: str | None,
                jobs: int | None) -> int:
     """Send the objects of ``tracked`` the remote still lacks after DVC's push."""
-    if not tracked:
-        return 0
+    result = send_missing(repo, [md5 for _, md5 in tracked], remote=remote, jobs=jobs)
+    if result.failed:
+        raise PushFailed(name, f"{len(result.failed)} object(s) could not be uploaded")
+    if result.lost:
+        by_md5 = {md5: p for p, md5 in tracked}
+        path = min(by_md5[m] for m in result.lost)
+        raise MlsnapError(
+            f"{path}: {sum(map(len, result.lost.values()))} object(s) are neither in this cache "
+            f"nor on remote {name!r}; push from a clone that still has the bytes "
+            f"(`mlsnap push` there), or commit the files again")
+    return result.sent
+
+
+@dataclass(frozen=True)
+class Sent:
+    sent: int  # objects uploaded
+    lost: dict[str, list[str]]  # md5 -> its objects in neither this cache nor the remote
+    failed: list[str]  # md5s with an object that could not be uploaded
+
+
+def send_missing(repo: Repo, md5s: Sequence[str], *, remote: str | None = None,
+                 jobs: int | None = None) -> Sent:
+    """Upload what the remote lacks of ``md5s`` (files, or folders' listings and files),
+    asked object by object; a folder's listing goes only once every file it names is there.
+
+    DVC's own status takes a folder's listing on the remote as proof of its files, which a
+    push killed after the listing landed (or a remote that lost files) makes false; its record
+    of such "complete" folders on the remote is then cleared.
+    """
     from dvc_data.hashfile.db import get_index
     from dvc_data.hashfile.hash_info import HashInfo
     from dvc_data.hashfile.transfer import transfer
 
     odb = repo.cloud.get_remote_odb(remote, "push")
-    gaps = _remote_gaps(repo, odb, tracked, jobs)
-    lacking = sorted({oid for oids in gaps.values() for oid in oids})
-    if not lacking:
-        return 0
+    gaps = _remote_gaps(repo, odb, [(m, m) for m in dict.fromkeys(md5s)], jobs)
+    gaps = {m: oids for m, oids in gaps.items() if oids}
+    if not gaps:
+        return Sent(0, {}, [])
     with contextlib.closing(get_index(odb)) as index:
-        index.clear()  # DVC's record of "complete" folders on this remote is wrong
-    here = [oid for oid in lacking if in_cache(repo, oid)]
-    gone = {p: [o for o in oids if not in_cache(repo, o)] for p, oids in gaps.items()}
-    gone = {p: oids for p, oids in gone.items() if oids}
-    files = [HashInfo("md5", o) for o in here if not o.endswith(".dir")]
-    listings = [HashInfo("md5", o) for o in here if o.endswith(".dir")]
+        index.clear()
+    lost = {m: [o for o in oids if not in_cache(repo, o)] for m, oids in gaps.items()}
+    lost = {m: oids for m, oids in lost.items() if oids}
+    files = sorted({o for oids in gaps.values() for o in oids
+                    if not o.endswith(".dir") and in_cache(repo, o)})
+    failed_ids: set[str] = set()
     sent = 0
-    for batch in (files, listings):  # a listing only after every file it names
-        if batch:
-            result = transfer(repo.cache.local, odb, batch, jobs=jobs)
-            if result.failed:
-                raise PushFailed(name, f"{len(result.failed)} object(s) could not be uploaded")
-            sent += len(result.transferred)
-    if gone:
-        path = min(gone)
-        raise MlsnapError(
-            f"{path}: {sum(map(len, gone.values()))} object(s) are neither in this cache nor on "
-            f"remote {name!r}; push from a clone that still has the bytes "
-            f"(`mlsnap push` there), or commit the files again")
-    return sent
+    if files:
+        result = transfer(repo.cache.local, odb, [HashInfo("md5", o) for o in files], jobs=jobs)
+        failed_ids = {str(h.value) for h in result.failed}
+        sent += len(result.transferred)
+    listings = [m for m, oids in gaps.items() if m.endswith(".dir") and m in oids
+                and m not in lost and not failed_ids.intersection(oids)]
+    if listings:
+        result = transfer(repo.cache.local, odb, [HashInfo("md5", m) for m in listings],
+                          jobs=jobs)
+        failed_ids |= {str(h.value) for h in result.failed}
+        sent += len(result.transferred)
+    failed = [m for m, oids in gaps.items() if failed_ids.intersection(oids)]
+    return Sent(sent, lost, failed)
 
 
 def _object_ids(repo: Repo, odb: Any, md5: str) -> list[str] | None:

@@ -133,3 +133,16 @@ def test_a_file_lost_from_remote_and_cache_is_called_lost_not_pushed(project: Pa
     assert "not on remote: model.pkl (run `mlsnap push`)" in out.stdout, out.stdout
     assert "pushed 1 object(s)" in mlsnap(project, "push").stdout
     mlsnap(clone, "pull")
+
+
+def test_push_hook_refills_a_folder_whose_listing_alone_reached_the_remote(
+        project: Path, remote_dir: Path) -> None:
+    """`mlsnap hook mlsnap-push` (what the pre-push hook runs) asks object by object too."""
+    _folder_project(project)
+    _, entries = _listing(project)
+    lost = [e["md5"] for e in entries[-2:]]
+    for md5 in lost:
+        _remote_object(remote_dir, md5).unlink()
+    mlsnap(project, "hook", "mlsnap-push")
+    assert all(_remote_object(remote_dir, md5).is_file() for md5 in lost)
+    mlsnap(project, "status")
