@@ -28,13 +28,13 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt as exc:  # SIGTERM too (mlsnap.errors.Terminated)
-            from mlsnap.__main__ import interrupted_line
+            from mlsnap.interrupts import interrupted_line
 
             line, code = interrupted_line(exc)
             click.echo(line, err=True)
             ctx.exit(code)
         except BrokenPipeError:
-            from mlsnap.__main__ import quiet_closed_pipe
+            from mlsnap.interrupts import quiet_closed_pipe
 
             quiet_closed_pipe()
             ctx.exit(141)
