@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from mlsnap import gitrepo
 from mlsnap.errors import BadInput, ManifestInvalid, RemoteError
+from mlsnap.gitrepo import Staged
 from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, safe_load
 
 HOOK_IDS = ("mlsnap-no-large-files", "mlsnap-check-manifest", "mlsnap-status", "mlsnap-push",
@@ -27,8 +28,6 @@ MODEL_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".joblib", ".h5", ".keras", ".
 DEFAULT_MAX_KB = 5 * 1024
 _ZERO_SHA = re.compile(r"^0+$")
 _MANIFEST_FILE = re.compile(rf"^{re.escape(MANIFEST_DIR)}/([^/]+)\.yaml$")
-_BLOB_MODES = ("100644", "100755")
-_MAX_ARGS = 500
 
 
 @dataclass(frozen=True)
@@ -56,80 +55,8 @@ def index_file() -> Path | None:
     return Path(os.path.abspath(raw)) if raw else None
 
 
-class Staged:
-    """Reads what a commit would hold: index content first, the work tree as a fallback."""
-
-    def __init__(self, root: Path, index: Path | None = None) -> None:
-        self.root = root
-        self.index = index
-
-    def git(self, args: Sequence[str], check: bool = True) -> bytes:
-        return gitrepo.run(self.root, ["--literal-pathspecs", *args], index=self.index,
-                           check=check).stdout
-
-    def changed(self) -> list[str]:
-        """Paths added or modified in the index relative to HEAD (all of them before a commit)."""
-        raw = self.git(["diff", "--cached", "--name-only", "-z", "--no-renames",
-                        "--diff-filter=ACMRT"])
-        return [p.decode(errors="surrogateescape") for p in raw.split(b"\0") if p]
-
-    def blobs(self, paths: Sequence[str]) -> dict[str, str]:
-        """Blob id of each regular file among ``paths`` in the index (symlinks, submodules out)."""
-        if not paths:
-            return {}
-        wanted = set(paths)
-        # A first commit of a big tree stages more paths than a command line holds: list all.
-        spec = list(paths) if len(paths) <= _MAX_ARGS else []
-        found = {}
-        for entry in self.git(["ls-files", "-s", "-z", "--", *spec]).split(b"\0"):
-            if not entry:
-                continue
-            meta, _, raw = entry.partition(b"\t")
-            mode, sha, _stage = meta.decode().split()
-            path = raw.decode(errors="surrogateescape")
-            if mode in _BLOB_MODES and path in wanted:
-                found[path] = sha
-        return found
-
-    def sizes(self, paths: Sequence[str]) -> dict[str, int]:
-        """Size in bytes of each path: the staged blob, else the work tree file."""
-        blobs = self.blobs(paths)
-        sizes: dict[str, int] = {}
-        if blobs:
-            order = list(blobs)
-            query = "".join(f"{blobs[p]}\n" for p in order).encode()
-            raw = gitrepo.run(self.root, ["cat-file", "--batch-check=%(objectsize)"],
-                              input=query).stdout.decode().split()
-            sizes.update({p: int(n) for p, n in zip(order, raw, strict=True)})
-        for path in paths:
-            if path not in sizes:
-                full = self.root / path
-                if full.is_file() and not full.is_symlink():
-                    sizes[path] = full.stat().st_size
-        return sizes
-
-    def lfs(self, paths: Sequence[str]) -> set[str]:
-        """Paths Git LFS stores (``filter=lfs``): their bytes do not enter Git."""
-        if not paths:
-            return set()
-        query = b"".join(p.encode(errors="surrogateescape") + b"\0" for p in paths)
-        raw = gitrepo.run(self.root, ["check-attr", "--cached", "--stdin", "-z", "filter"],
-                          input=query, index=self.index).stdout.split(b"\0")
-        return {raw[i].decode(errors="surrogateescape") for i in range(0, len(raw) - 2, 3)
-                if raw[i + 2] == b"lfs"}
-
-    def read(self, path: str, worktree: bool = True) -> bytes | None:
-        proc = gitrepo.run(self.root, ["cat-file", "blob", f":{path}"], index=self.index,
-                           check=False)
-        if proc.returncode == 0:
-            return proc.stdout
-        full = self.root / path
-        return full.read_bytes() if worktree and full.is_file() else None
-
-    def manifests(self) -> list[str]:
-        raw = self.git(["ls-files", "-z", "--", f"{MANIFEST_DIR}/"])
-        names = [p.decode(errors="surrogateescape") for p in raw.split(b"\0") if p]
-        return [p for p in names if manifest_name(p) is not None]
+def _staged_manifests(staged: Staged) -> list[str]:
+    return [p for p in staged.files_under(MANIFEST_DIR) if manifest_name(p) is not None]
 
 
 def manifest_name(path: str) -> str | None:
@@ -299,7 +226,7 @@ def check_manifests(root: Path, files: Sequence[str] | None = None, *,
 def _check_pointer_files(staged: Staged, dvc_files: Sequence[str],
                          skip: set[str]) -> list[Finding]:
     named: dict[str, list[tuple[str, str, int | None]]] = {}
-    for mpath in staged.manifests():
+    for mpath in _staged_manifests(staged):
         if mpath in skip:
             continue  # checked against its pointers already
         data = staged.read(mpath)
@@ -394,15 +321,8 @@ def push_ranges(root: Path, refs: Sequence[PushedRef], remote_name: str) -> list
 
 def snapshots_in(root: Path, rev_args: Sequence[str]) -> list[tuple[str, str]]:
     """(commit, manifest path) of every manifest added or changed by the selected commits."""
-    raw = gitrepo.run(root, ["log", "--format=@%H", "--name-only", "--no-renames",
-                             "--diff-filter=AM", *rev_args, "--", f"{MANIFEST_DIR}/"]).stdout
-    found: list[tuple[str, str]] = []
-    commit = ""
-    for line in raw.decode(errors="replace").splitlines():
-        if line.startswith("@"):
-            commit = line[1:]
-        elif line and manifest_name(line) is not None:
-            found.append((commit, line))
+    found = [(c, p) for c, p in gitrepo.files_changed_by(root, rev_args, MANIFEST_DIR)
+             if manifest_name(p) is not None]
     return list(dict.fromkeys(found))
 
 
@@ -410,9 +330,8 @@ def snapshots_at(root: Path, rev: str = "HEAD") -> list[tuple[str, str]]:
     sha = gitrepo.resolve(root, rev)
     if sha is None:
         return []
-    raw = gitrepo.run(root, ["ls-tree", "-z", "--name-only", sha, "--", f"{MANIFEST_DIR}/"]).stdout
-    paths = [p.decode(errors="replace") for p in raw.split(b"\0") if p]
-    return [(sha, p) for p in paths if manifest_name(p) is not None]
+    return [(sha, p) for p in gitrepo.files_at(root, sha, MANIFEST_DIR)
+            if manifest_name(p) is not None]
 
 
 def push_snapshots(root: Path, snapshots: Sequence[tuple[str, str]], *,

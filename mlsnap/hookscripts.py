@@ -108,8 +108,7 @@ def render(hook: str, python: str | None) -> str:
 
 def hooks_dir(root: Path) -> Path:
     """The folder Git runs hooks from (``core.hooksPath`` when set)."""
-    path = Path(gitrepo.out(root, ["rev-parse", "--git-path", "hooks"]))
-    return path if path.is_absolute() else root / path
+    return gitrepo.git_path(root, "hooks")
 
 
 def is_managed(path: Path) -> bool:

@@ -176,16 +176,12 @@ def _committed(root: Path, intent: Intent) -> bool:
     manifest (Git's own commit is atomic: the ref moves or it does not)."""
     if intent.op not in ("commit", "init") or not intent.staged:
         return False
-    proc = gitrepo.run(root, ["rev-parse", "-q", "--verify", "HEAD^{commit}"], check=False)
-    now = proc.stdout.decode().strip() if proc.returncode == 0 else None
+    now = gitrepo.head_or_none(root)
     if now is None or now == intent.head:
         return False
-    parent = gitrepo.run(root, ["rev-parse", "-q", "--verify", "HEAD^1"], check=False)
-    parent_sha = parent.stdout.decode().strip() if parent.returncode == 0 else None
-    if parent_sha != intent.head:
+    if gitrepo.resolve(root, "HEAD^1") != intent.head:
         return False
-    subject = gitrepo.out(root, ["log", "-1", "--format=%s", "HEAD"])
-    return subject.startswith("mlsnap: ")
+    return gitrepo.subject(root, "HEAD").startswith("mlsnap: ")
 
 
 def _undo(root: Path, intent: Intent, where: Path) -> str:
