@@ -349,7 +349,8 @@ def same_content(old: Manifest, new: Manifest) -> bool:
 def _values(root: Path, files: Sequence[str], assignments: Sequence[str], option: str,
             extra: dict[str, Any] | None, secrets: list[str]) -> dict[str, Any]:
     """Params or metrics: ``extra`` (API dicts), then files, then ``K=V``; secrets redacted."""
-    tree = params.merge(extra or {}, params.collect(files, assignments, option, root))
+    api = params.to_plain(extra, "params=" if option == "-p" else "metrics=") if extra else {}
+    tree = params.merge(api, params.collect(files, assignments, option, root))
     redacted: dict[str, Any] = environment.redact(tree, secrets)
     return redacted
 
