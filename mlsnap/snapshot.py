@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlsnap import config as configmod
-from mlsnap import environment, gitrepo, journal, params, store, workspace
+from mlsnap import environment, gitrepo, journal, params, redaction, store, workspace
 from mlsnap.environment import Environment
 from mlsnap.errors import (
     BadInput,
@@ -78,10 +78,12 @@ def _remote_url(url: str | None, cwd: Path) -> str:
         folder.mkdir(parents=True, exist_ok=True)
         return str(folder)
     parts = urlsplit(url)
+    found = redaction.find(url)
+    if found:  # the URL is tracked in .dvc/config: every clone and push would carry it
+        raise BadInput("--remote", f"the URL holds {found}; give it without, and keep the "
+                       "credential in .dvc/config.local (never committed): `--local "
+                       "password=VALUE` here, or `mlsnap remote set KEY VALUE --local`")
     if len(parts.scheme) > 1:
-        if parts.password:
-            raise BadInput("--remote", "the URL holds a password; give it without credentials "
-                           "and keep them local: `mlsnap remote set password VALUE --local`")
         return url
     folder = (cwd / url).resolve()
     folder.mkdir(parents=True, exist_ok=True)

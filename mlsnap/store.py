@@ -201,11 +201,10 @@ def remote_reason(repo: Repo, name: str, exc: BaseException) -> str:
 
 
 def _redact(repo: Repo, name: str, text: str) -> str:
-    from mlsnap.environment import SECRET_NAME, env_secrets, redact_text
+    from mlsnap.redaction import env_secrets, redact_text, secret_values
 
     settings = repo.config["remote"].get(name, {})
-    secrets = [str(v) for k, v in settings.items() if SECRET_NAME.search(k) and v]
-    secrets = sorted(set(secrets) | set(env_secrets()), key=len, reverse=True)
+    secrets = sorted(set(secret_values(settings)) | set(env_secrets()), key=len, reverse=True)
     return redact_text(text, secrets)
 
 
@@ -270,7 +269,7 @@ def dvc_file(path: str) -> str:
 def read_dvc_file(root: Path, path: str) -> tuple[str, int | None] | None:
     """(md5, size) recorded by the ``.dvc`` file of ``path``; None when there is none."""
     from mlsnap import pathsafety
-    from mlsnap.manifest import safe_load
+    from mlsnap.manifest import YamlRefused, parse_yaml
 
     pointer = root / dvc_file(path)
     if pointer.is_symlink():
@@ -278,7 +277,10 @@ def read_dvc_file(root: Path, path: str) -> tuple[str, int | None] | None:
                                     "(restore it with `git checkout`)")
     if not pointer.is_file():
         return None
-    doc = safe_load(pointer.read_bytes(), dvc_file(path))
+    try:
+        doc = parse_yaml(pointer.read_bytes(), dvc_file(path))
+    except YamlRefused as exc:
+        raise BadInput(dvc_file(path), exc.reason) from None
     return pathsafety.pointer(doc, path)  # DVC obeys outs[0].path, wdir, files: check first
 
 

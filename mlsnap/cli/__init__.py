@@ -23,7 +23,9 @@ class _Group(click.Group):
         except MlsnapError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            from mlsnap.textsafe import escape
+
+            click.echo(f"Error: {escape(str(exc))}", err=True)  # one line, no raw controls
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -41,7 +43,9 @@ class _Group(click.Group):
         except Exception as exc:  # the last line of defence: no traceback for users
             if _debug(ctx):
                 raise
-            detail = " ".join(str(exc).split()) or "no details"
+            from mlsnap.textsafe import escape
+
+            detail = escape(" ".join(str(exc).split())) or "no details"
             click.echo(f"Error: unexpected {type(exc).__name__}: {detail} "
                        "(run with --debug for the traceback)", err=True)
             ctx.exit(1)
