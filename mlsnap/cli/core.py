@@ -23,7 +23,7 @@ def say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     characters; they are shown escaped, never sent raw to the terminal (``textsafe``)."""
     from mlsnap.textsafe import escape_lines
 
-    say(escape_lines(text), err=err, nl=nl)
+    click.echo(escape_lines(text), err=err, nl=nl)
 
 
 def echo_json(value: Any) -> None:
