@@ -131,7 +131,7 @@ _PAIR = re.compile(r"(?<![\w.\-])([A-Za-z][\w.\-]{0,60})(\s*=\s*)(\"[^\"]*\"|'[^
 def _userinfo(match: re.Match[str]) -> str:
     info = match.group(2)
     user, colon, password = info.partition(":")
-    secret = (colon and password and password != REDACTED) or (
+    secret = (colon and password) or (  # user:***, too: the URL keeps no user either
         not colon and info != REDACTED and (len(info) >= 16 or _SHAPES.search(info)))
     return f"{match.group(1)}{REDACTED}@" if secret else match.group(0)
 
