@@ -347,10 +347,12 @@ def _read_index(directory: Path) -> _Index:
         text = path.read_bytes()
     except FileNotFoundError:
         return _Index([], [])
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CheckpointIndexInvalid(path, "not valid YAML: " + " ".join(str(exc).split())) from None
+    from mlsnap.manifest import YamlRefused, parse_yaml
+
+    try:  # the limits of manifests: a cloned index is untrusted too (aliases, depth, size)
+        doc = parse_yaml(text, str(path))
+    except YamlRefused as exc:
+        raise CheckpointIndexInvalid(path, exc.reason) from None
     if not isinstance(doc, dict) or doc.get("mlsnap-checkpoints") != INDEX_SCHEMA:
         raise CheckpointIndexInvalid(path, f"expected 'mlsnap-checkpoints: {INDEX_SCHEMA}' "
                                      "(written by a newer mlsnap?)")
@@ -359,7 +361,7 @@ def _read_index(directory: Path) -> _Index:
         raise CheckpointIndexInvalid(path, "'checkpoints' and 'pending' must be lists")
     entries = [_entry(path, directory, i, e) for i, e in enumerate(raw)]
     for name in pending:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.match(name) or _unsafe(name):
             raise CheckpointIndexInvalid(path, f"pending name {name!r} is not a checkpoint name")
     return _Index(entries, list(pending))
 
@@ -373,12 +375,19 @@ def _entry(path: Path, directory: Path, i: int, e: Any) -> Checkpoint:
     for key, kind in types.items():
         if not isinstance(e.get(key), kind) or isinstance(e.get(key), bool):
             raise CheckpointIndexInvalid(path, f"{where}.{key} is missing or not a {kind.__name__}")
-    if not _NAME_RE.match(e["name"]):
+    if not _NAME_RE.match(e["name"]) or _unsafe(e["name"]):
         raise CheckpointIndexInvalid(path, f"{where}.name {e['name']!r} is not a checkpoint name")
     if not re.match(r"^[0-9a-f]{32}(\.dir)?$", e["md5"]):
         raise CheckpointIndexInvalid(path, f"{where}.md5 {e['md5']!r} is not an md5 hash")
     return Checkpoint(e["name"], e["step"], e["time"], e["metrics"], e["md5"], e["size"],
                       e["nfiles"], directory / e["name"])
+
+
+def _unsafe(name: str) -> bool:
+    """A name the index gives that is not one plain file name in the folder (pathsafety)."""
+    from mlsnap import pathsafety
+
+    return "/" in name or pathsafety.problem(name) is not None
 
 
 def _check_config(every: int, keep_last: int | None, keep_best: int, mode: str, suffix: str,

@@ -1,4 +1,5 @@
-"""The training environment: capture it, keep secrets out of it, compare two of them."""
+"""The training environment: capture it, keep secrets out of it (``mlsnap.redaction``),
+compare two of them."""
 
 from __future__ import annotations
 
@@ -11,24 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlsnap.errors import BadInput, SecretFound
+from mlsnap.errors import BadInput
 
-REDACTED = "***"
-# Names that hold credentials. "key" counts only as the last word (api_key, SSH_KEY), so a
-# hyperparameter such as key_dim keeps its value; "auth" is not "author".
-SECRET_NAME = re.compile(
-    r"(token|secret|passw|pwd|credential|apikey|access_?key|private_?key|auth(?!or)"
-    r"|(^|[^a-z])key$)",
-    re.IGNORECASE,
-)
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/@\s]+)@")
-# Shapes of well-known credentials, refused wherever they appear in a manifest.
-SECRET_SHAPES = re.compile(
-    r"(ghp_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|gho_[A-Za-z0-9]{20,}"
-    r"|glpat-[A-Za-z0-9_\-]{20,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AKIA[0-9A-Z]{16}"
-    r"|sk-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{30,}|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
-)
-_MIN_SECRET_LEN = 6
+# The secret rules live in mlsnap.redaction; these names stay importable from here.
+from mlsnap.redaction import REDACTED, env_secrets, redact, redact_text, scan  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -104,60 +91,32 @@ def _from_probe(raw: dict[str, Any]) -> Environment:
     )
 
 
+# What pip reads as one plain `name==version` line and nothing else: a recorded name such as
+# "numpy==1\n--index-url https://evil/" would otherwise add options to the requirements file.
+_REQ_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?$")
+_REQ_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_*-]{0,100}$")
+
+
 def requirements(env: Environment) -> str:
-    """A pip requirements file that rebuilds ``env``'s packages."""
-    lines = [f"# python {env.python} ({env.implementation}) on {env.machine}"]
-    lines += [f"{name}=={version}" for name, version in sorted(env.packages.items())]
+    """A pip requirements file that rebuilds ``env``'s packages; names or versions that are
+    not plain (they arrive with a manifest, so anyone could have written them) are left out,
+    and the file says how many."""
+    lines = [(f"# python {_one_line(env.python)} ({_one_line(env.implementation)}) on "
+              f"{_one_line(env.machine)}")]
+    skipped = 0
+    for name, version in sorted(env.packages.items()):
+        if _REQ_NAME.match(name) and _REQ_VERSION.match(version):
+            lines.append(f"{name}=={version}")
+        else:
+            skipped += 1
+    if skipped:
+        lines.append(f"# {skipped} package(s) left out: their recorded name or version is not "
+                     "a plain PEP 508 name and version")
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------- secrets
-
-
-def env_secrets(environ: dict[str, str] | None = None) -> list[str]:
-    """Values of environment variables whose names say they hold a secret."""
-    environ = dict(os.environ) if environ is None else environ
-    return sorted(
-        {v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= _MIN_SECRET_LEN},
-        key=len, reverse=True,
-    )
-
-
-def redact_text(text: str, secrets: list[str] | None = None) -> str:
-    """Strip credentials from URLs and replace known secret values by ``***``."""
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
-    for secret in secrets or ():
-        text = text.replace(secret, REDACTED)
-    return SECRET_SHAPES.sub(REDACTED, text)
-
-
-def redact(value: Any, secrets: list[str] | None = None, key: str = "") -> Any:
-    """Redact a params/metrics tree: secret-named keys lose their value, strings are cleaned."""
-    if secrets is None:
-        secrets = env_secrets()
-    if isinstance(value, dict):
-        return {k: redact(v, secrets, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets, key) for v in value]
-    if key and SECRET_NAME.search(key) and value is not None and not isinstance(value, bool):
-        return REDACTED
-    if isinstance(value, str):
-        return redact_text(value, secrets)
-    return value
-
-
-def scan(text: str, where: str, secrets: list[str] | None = None) -> None:
-    """Refuse ``text`` if a secret slipped through redaction (the last gate before writing)."""
-    if secrets is None:
-        secrets = env_secrets()
-    for secret in secrets:
-        if secret in text:
-            raise SecretFound(f"{where} contains the value of a secret environment variable")
-    match = SECRET_SHAPES.search(text)
-    if match:
-        raise SecretFound(f"{where} contains a credential ({match.group(0)[:4]}...)")
-    if _URL_CREDENTIALS.search(text.replace(f"://{REDACTED}@", "://")):
-        raise SecretFound(f"{where} contains a URL with credentials")
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 # --------------------------------------------------------------------------- drift

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo, journal, workspace
+from mlsnap import gitrepo, journal, pathsafety, workspace
 from mlsnap.blobs import Cache, Seen, parse
-from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
-from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, manifest_path
+from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, MissingObjects, NoSnapshot
+from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
 
 # `name@v1.2.0`: the Git-tag model-registry form (see snapshot.tag_name).
 TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@v(?P<version>\d[0-9A-Za-z.+-]*)$")
@@ -413,8 +413,9 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
     if not artifacts:
         raise NoSnapshot(f"with artifacts at {rev} ({manifest_path(snap.name)} records none)")
     files: list[Path] = []
+    _check_pointers_at(root, snap, artifacts)
     # Partial copies can only be where the export writes: beside each artifact, inside folders.
-    targets = [dest.joinpath(*o.path.split("/")) for o in artifacts]
+    targets = [pathsafety.target(dest, o.path, o.path) for o in artifacts]
     intent = journal.Intent("get", argv=journal.command_line("get"),
                             clean=sorted({str(t.parent) for t in targets}),
                             clean_deep=[str(t) for t, o in zip(targets, artifacts) if o.is_dir])
@@ -423,9 +424,33 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
         op.save()
         journal.remove_partials(intent)
 
+        # Not wholly cached (a listing without all its files is dropped, to be fetched again).
         need = [store.dvc_file(o.path) for o in artifacts
                 if not store.complete_in_cache(repo, o.md5)]
+        # Listings first, each checked before DVC reads it (it fetches what a listing names).
+        dirs = [(o.path, o.md5) for o in artifacts if o.is_dir and not store.in_cache(repo, o.md5)]
+        lacking = store.fetch_listings(repo, dirs, remote=remote)
+        if lacking:
+            raise MissingObjects(lacking, remote or store.default_remote(repo)[0] or "default")
         fetched = store.fetch_at(repo, snap.commit, need, jobs=jobs, remote=remote) if need else 0
         for o in artifacts:
             files += store.export(repo, o.path, o.md5, dest.joinpath(*o.path.split("/")))
     return GetResult(snap.name, snap.commit, dest, tuple(files), fetched)
+
+
+def _check_pointers_at(root: Path, snap: Snapshot, outputs: Sequence[Output]) -> None:
+    """The ``.dvc`` pointers DVC will read at the snapshot's commit: written by ``dvc add``
+    (``pathsafety.pointer``) and agreeing with the manifest, before DVC sees them."""
+    from mlsnap.manifest import safe_load
+
+    for o in outputs:
+        rel = f"{o.path}.dvc"
+        blob = gitrepo.show(root, snap.commit, rel)
+        if blob is None:
+            raise ManifestInvalid(f"{snap.commit[:7]}:{manifest_path(snap.name)}",
+                                  f"{o.path}: {rel} is missing at that commit")
+        md5, _ = pathsafety.pointer(safe_load(blob, f"{snap.commit[:7]}:{rel}"), o.path)
+        if md5 != o.md5:
+            raise ManifestInvalid(f"{snap.commit[:7]}:{manifest_path(snap.name)}",
+                                  f"{o.path}: hash {o.md5} disagrees with {rel} ({md5}); "
+                                  "one was edited by hand")

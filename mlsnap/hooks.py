@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from mlsnap import gitrepo
-from mlsnap.errors import BadInput, ManifestInvalid, RemoteError
+from mlsnap.errors import BadInput, ManifestInvalid, MlsnapError, RemoteError
 from mlsnap.gitrepo import Staged
 from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, safe_load
 
@@ -383,6 +383,8 @@ def _sync_objects(root: Path, md5s: Sequence[str], remote: str | None,
         try:
             store.probe_remote(repo, remote, create=True)
             result = store.send_missing(repo, md5s, remote=remote, jobs=jobs)
+        except MlsnapError:
+            raise
         except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own
             raise RemoteError(name, store.remote_reason(repo, name, exc)) from None
         return result.sent, sorted(result.lost), result.failed, name

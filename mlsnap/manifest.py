@@ -6,22 +6,24 @@ duplicate keys, and every field is type-checked before a ``Manifest`` exists.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
+from mlsnap import pathsafety
 from mlsnap.environment import Environment
 from mlsnap.errors import ManifestInvalid
+from mlsnap.jsonout import plain
 
 SCHEMA = 1
 MANIFEST_DIR = ".mlsnap"
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64  # nesting levels of any YAML mlsnap reads (a manifest needs 4 + the params')
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MD5_RE = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -163,7 +165,7 @@ class _StrictLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.constructor.ConstructorError(
-                None, None, "YAML aliases are not allowed in a manifest", event.start_mark
+                None, None, "YAML aliases are not allowed (they can expand without bound)", event.start_mark
             )
         return super().compose_node(parent, index)
 
@@ -171,11 +173,11 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            if (type(key), key) in seen:  # 1 and true are different keys
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
-            seen.add(key)
+            seen.add((type(key), key))
         return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
 
 
@@ -208,30 +210,90 @@ if getattr(yaml, "__with_libyaml__", False):
         construct_mapping = _StrictLoader.construct_mapping
 
 
+class _TooDeep(Exception):
+    """Nesting beyond ``MAX_DEPTH``: refused before any object is built (no RecursionError)."""
+
+
+class YamlRefused(ValueError):
+    """Why an untrusted YAML text is not read (one line, without the file name)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _scan(text: str | bytes, loader: type[Any]) -> None:
+    """One pass over the parser's events, building nothing: an alias ends it (``_NotPlain``,
+    the strict loader words that refusal), nesting deeper than ``MAX_DEPTH`` raises
+    ``_TooDeep``."""
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _TooDeep
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            raise _NotPlain
+
+
 def _fast_load(text: str | bytes) -> Any:
     """libyaml: ~6x faster than the pure-Python loader (a manifest of 150 packages: 8 ms, not
     50) for every commit and pull. Its composer cannot be hooked, so documents with aliases are
     left to ``_StrictLoader``, like any document libyaml refuses."""
-    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise _NotPlain
+    _scan(text, yaml.CSafeLoader)
     return load_safely(text, _CStrictLoader)
 
 
-def safe_load(text: str | bytes, source: str) -> Any:
-    """Parse YAML safely; any problem becomes ``ManifestInvalid`` naming ``source``."""
+_CONFLICT_START = re.compile(rb"^<<<<<<<(?: |$)", re.MULTILINE)
+_CONFLICT_END = re.compile(rb"^>>>>>>>(?: |$)", re.MULTILINE)
+
+
+def _conflict(text: str | bytes, source: str) -> str | None:
+    raw = text.encode(errors="replace") if isinstance(text, str) else text
+    if not (_CONFLICT_START.search(raw) and _CONFLICT_END.search(raw)):
+        return None
+    if ":" in source or " " in source:  # a file in a commit, not in the work tree
+        return ("holds merge-conflict markers (<<<<<<< ... >>>>>>>): it was committed with a "
+                "conflict left unresolved; fix it in a new commit")
+    return ("holds merge-conflict markers (<<<<<<< ... >>>>>>>): a merge or rebase left a "
+            f"conflict in it; keep one side with `git checkout --ours -- {source}` (or "
+            f"--theirs), or edit it, then `git add {source}`")
+
+
+def parse_yaml(text: str | bytes, source: str) -> Any:
+    """One YAML document from an untrusted file (manifest, params, settings, pointer): safe
+    tags only, no aliases, no duplicate keys, at most ``MAX_MANIFEST_BYTES`` long and
+    ``MAX_DEPTH`` levels deep. Any problem raises ``YamlRefused`` with a one-line reason."""
     if len(text) > MAX_MANIFEST_BYTES:
-        raise ManifestInvalid(source, f"larger than {MAX_MANIFEST_BYTES} bytes")
-    if _CStrictLoader is not None:
-        try:
-            return _fast_load(text)
-        except (_NotPlain, yaml.YAMLError, RecursionError, ValueError):
-            pass  # the strict loader below decides, and words the error, as always
+        raise YamlRefused(f"larger than {MAX_MANIFEST_BYTES} bytes")
+    conflict = _conflict(text, source)
+    if conflict:
+        raise YamlRefused(conflict)
     try:
+        if _CStrictLoader is not None:
+            try:
+                return _fast_load(text)
+            except (_NotPlain, yaml.YAMLError, RecursionError, ValueError):
+                pass  # the strict loader below decides, and words the error, as always
+        else:
+            with contextlib.suppress(_NotPlain, yaml.YAMLError):
+                _scan(text, yaml.SafeLoader)
         return load_safely(text, _StrictLoader)
+    except (_TooDeep, RecursionError):
+        raise YamlRefused(f"nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
-        raise ManifestInvalid(source, f"not valid YAML: {reason}") from None
+        raise YamlRefused(f"not valid YAML: {reason}") from None
+
+
+def safe_load(text: str | bytes, source: str) -> Any:
+    """Parse YAML safely (``parse_yaml``); any problem becomes ``ManifestInvalid``."""
+    try:
+        return parse_yaml(text, source)
+    except YamlRefused as exc:
+        raise ManifestInvalid(source, exc.reason) from None
 
 
 def loads(text: str | bytes, source: str) -> Manifest:
@@ -284,13 +346,14 @@ class _Checker:
         return Output(path, md5, size, nfiles)
 
     def tree(self, value: Any, where: str) -> dict[str, Any]:
+        """A params/metrics mapping, JSON-safe: string keys, no value JSON cannot hold (a date
+        written by an older mlsnap becomes its ISO string), bounded depth."""
         value = self.typed(value, where, dict)
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise self.fail(where, f"key {key!r} is not a string")
-            if isinstance(item, dict):
-                self.tree(item, f"{where}.{key}")
-        tree: dict[str, Any] = value
+        try:
+            tree: dict[str, Any] = plain(value, where, MAX_DEPTH - 1, convert_keys=False)
+        except ValueError as exc:
+            where_, _, reason = str(exc).partition(": ")
+            raise self.fail(where_, reason) from None
         return tree
 
 
@@ -300,12 +363,10 @@ def _names(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def check_path(path: str, checker: _Checker | None = None, where: str = "path") -> str:
-    """Validate a repo-relative POSIX path from an untrusted source; return it unchanged."""
-    reason = _path_problem(path)
+    """Validate a repo-relative POSIX path from an untrusted source; return it unchanged
+    (the rules live in ``mlsnap.pathsafety``, the one gate for every recorded name)."""
+    reason = pathsafety.problem_in_repo(path)
     if reason is None:
         return path
     if checker is None:
@@ -313,44 +374,12 @@ def check_path(path: str, checker: _Checker | None = None, where: str = "path") 
     raise checker.fail(where, reason)
 
 
-@functools.lru_cache(maxsize=4096)
-def _path_problem(path: str) -> str | None:
-    """What is wrong with ``path`` (None: nothing); asked once per distinct path."""
-    if not path:
-        return "empty path"
-    if _CONTROL.search(path) or any(unicodedata.category(c) == "Cc" for c in path):
-        return f"{path!r} contains control characters"
-    if "\\" in path:
-        return f"{path!r} is not a POSIX path (backslash)"
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        return f"{path!r} is absolute; paths must be relative to the repository"
-    parts = PurePosixPath(path).parts
-    if ".." in path.split("/"):
-        return f"{path!r} contains '..'"
-    for part in parts:
-        if part.rstrip(". ").lower() == ".git" or part.lower().startswith(".git "):
-            return f"{path!r} points into .git"
-    if path.split("/")[0].lower() == ".dvc" and len(parts) > 1:
-        return f"{path!r} points into .dvc"
-    return None
-
-
 def check_inside(root: Path, path: str, source: str) -> Path:
     """Resolve ``path`` under ``root`` and refuse it when a symlink leads outside the repo."""
-    resolved_root = root.resolve()
-    target = resolved_root.joinpath(*PurePosixPath(path).parts)
-    # Check every existing prefix: an intermediate symlink is the classic escape.
-    probe = resolved_root
-    for part in PurePosixPath(path).parts:
-        probe = probe / part
-        if probe.is_symlink() or probe.exists():
-            real = probe.resolve()
-            if real != resolved_root and resolved_root not in real.parents:
-                raise ManifestInvalid(source, f"{path!r} leaves the repository through a symlink")
-            git_dir = resolved_root / ".git"
-            if real == git_dir or git_dir in real.parents:
-                raise ManifestInvalid(source, f"{path!r} leads into .git through a symlink")
-    return target
+    reason = pathsafety.escape(root, path)
+    if reason is not None:
+        raise ManifestInvalid(source, reason)
+    return root.resolve().joinpath(*PurePosixPath(path).parts)
 
 
 def from_dict(doc: Any, source: str) -> Manifest:

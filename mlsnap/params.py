@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from mlsnap import pathsafety
 from mlsnap.errors import BadInput
+from mlsnap.jsonout import plain
+from mlsnap.manifest import MAX_DEPTH, MAX_MANIFEST_BYTES, YamlRefused, parse_yaml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,14 +22,23 @@ else:  # pragma: no cover - Python 3.10
 
 
 def parse_scalar(text: str) -> Any:
-    """A ``-p``/``-m`` value as a YAML scalar: ``0.1`` float, ``3`` int, ``true`` bool."""
+    """A ``-p``/``-m`` value as a YAML scalar: ``0.1`` float, ``3`` int, ``true`` bool.
+
+    Anything else YAML would make of it (a date, a mapping, a list, binary, an alias) is kept
+    as the text typed, so every recorded value is one JSON can hold (``-p when=2024-01-02``
+    records the string ``'2024-01-02'``).
+    """
+    if not text.strip():
+        return ""
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
+        value = parse_yaml(text, "-p")
+    except YamlRefused:
         return text
-    if isinstance(value, (dict, list)) or value is None and text.strip() not in ("null", "~"):
-        return text  # `a: b` or `[x]` typed on a command line is meant as text
-    return value
+    if value is None:
+        return None if text.strip() in ("null", "~", "Null", "NULL") else text
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return text  # `a: b`, `[x]`, a date typed on a command line is meant as text
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any, source: str) -> None:
@@ -65,27 +76,65 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_file(spec: str, root: Path) -> dict[str, Any]:
-    """Read ``FILE`` or ``FILE:KEY`` (YAML, JSON or TOML by extension) relative to ``root``."""
-    path_text, key = spec, None
-    if not (root / spec).exists() and ":" in spec:
+def split_spec(spec: str, root: Path) -> tuple[str, str | None]:
+    """``FILE[:KEY]`` -> (file, key); a file whose own name holds ':' is taken whole."""
+    if not os.path.lexists(root / spec) and ":" in spec:
         path_text, _, key = spec.rpartition(":")
+        return path_text, key
+    return spec, None
+
+
+def file_problem(path_text: str, root: Path) -> str | None:
+    """Why ``path_text`` (a params or metrics file, relative to the repository root) may not
+    be read: outside the repository, into ``.git``, or through a link that leaves it."""
+    if os.path.isabs(path_text):
+        full = Path(os.path.normpath(path_text))
+        try:
+            rel = full.relative_to(root).as_posix()
+        except ValueError:
+            return f"{path_text!r} is outside the repository"
+    else:
+        rel = Path(os.path.normpath(path_text)).as_posix()
+    if rel == ".." or rel.startswith("../"):
+        return f"{path_text!r} is outside the repository"
+    return pathsafety.problem(rel) or pathsafety.escape(root, rel)
+
+
+def load_file(spec: str, root: Path) -> dict[str, Any]:
+    """Read ``FILE`` or ``FILE:KEY`` (YAML, JSON or TOML by extension) relative to ``root``.
+
+    Only files inside the repository are read, with the limits manifests have: at most
+    ``MAX_MANIFEST_BYTES``, ``MAX_DEPTH`` levels, no YAML aliases or duplicate keys; every
+    value becomes one JSON can hold (``jsonout.plain``) or the file is refused.
+    """
+    path_text, key = split_spec(spec, root)
+    problem = file_problem(path_text, root)
+    if problem:
+        raise BadInput(path_text, f"{problem}; params and metrics files are read from inside "
+                       "the repository (copy it in)")
     path = root / path_text
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise BadInput(path_text, "no such file") from None
     except OSError as exc:
         raise BadInput(path_text, f"cannot be read ({exc.strerror})") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise BadInput(path_text, f"larger than {MAX_MANIFEST_BYTES} bytes; not a params file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
-            doc = json.loads(raw)
+            doc = json.loads(raw, object_pairs_hook=_no_duplicates)
         elif suffix == ".toml":
             doc = tomllib.loads(raw.decode())
         else:
-            doc = yaml.safe_load(raw)
-    except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            doc = parse_yaml(raw, path_text)
+    except YamlRefused as exc:
+        raise BadInput(path_text, exc.reason) from None
+    except RecursionError:
+        raise BadInput(path_text, f"nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
         reason = " ".join(str(exc).split())[:200]
         raise BadInput(path_text, f"not valid {suffix.lstrip('.') or 'YAML'}: {reason}") from None
     if doc is None:
@@ -97,21 +146,28 @@ def load_file(spec: str, root: Path) -> dict[str, Any]:
             doc = doc[part]
     if not isinstance(doc, dict):
         raise BadInput(spec, "expected a mapping of names to values")
-    plain: dict[str, Any] = _plain(doc, spec)
-    return plain
+    values: dict[str, Any] = to_plain(doc, spec)
+    return values
 
 
-def _plain(value: Any, source: str) -> Any:
-    """Keep values a manifest can hold: str keys; dates become ISO strings."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v, source) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v, source) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    raise BadInput(source, f"unsupported value {value!r}")
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"duplicate key {key!r}")
+        doc[key] = value
+    return doc
+
+
+def to_plain(value: Any, source: str) -> Any:
+    """Values a manifest and JSON can hold (``jsonout.plain``), or ``BadInput`` naming the
+    field."""
+    try:
+        return plain(value, "", MAX_DEPTH - 1)
+    except ValueError as exc:
+        where, _, reason = str(exc).partition(": ")
+        where = where.lstrip(".")
+        raise BadInput(source, f"{where}: {reason}" if where else reason) from None
 
 
 def collect(files: Iterable[str], assignments: Iterable[str], option: str,

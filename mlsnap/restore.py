@@ -7,11 +7,12 @@ cache or remote object is moved aside and reported, never restored.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlsnap import environment, journal, store, workspace
+from mlsnap import environment, journal, pathsafety, store, workspace
 from mlsnap.environment import Drift, Environment
 from mlsnap.errors import (
     HashMismatch,
@@ -58,14 +59,18 @@ class StatusReport:
         return not (self.modified or self.missing or self.not_on_remote or self.remote_error)
 
 
-def _objects(repo: Repo, md5: str) -> list[tuple[str, str]]:
+def _objects(repo: Repo, md5: str, path: str = "") -> list[tuple[str, str]]:
     """(relpath, md5) of every object behind ``md5`` (a file, or a .dir and its entries)."""
     if not md5.endswith(".dir") or not store.in_cache(repo, md5):
         return [("", md5)]
-    return [("", md5)] + [(e["relpath"], e["md5"]) for e in store.dir_entries(repo, md5)]
+    return [("", md5)] + [(e["relpath"], e["md5"]) for e in store.dir_entries(repo, md5, path)]
 
 
-def _verify(repo: Repo, path: str, md5: str) -> list[str]:
+def _where(oid: str, downloaded: Collection[str]) -> str:
+    return "the downloaded (remote's)" if oid in downloaded else "the cached"
+
+
+def _verify(repo: Repo, path: str, md5: str, downloaded: Collection[str] = ()) -> list[str]:
     """Check every object of ``path`` in the cache by content; return what is missing.
 
     A corrupt object raises ``HashMismatch`` after being moved aside.
@@ -77,19 +82,19 @@ def _verify(repo: Repo, path: str, md5: str) -> list[str]:
     if state == "corrupt":
         store.quarantine(repo, md5)
         raise HashMismatch(path, md5, f"{actual}" + (".dir" if md5.endswith(".dir") else ""),
-                           "the cached")
-    for rel, oid in _objects(repo, md5)[1:]:
+                           _where(md5, downloaded))
+    for rel, oid in _objects(repo, md5, path)[1:]:
         state, actual = store.object_state(repo, oid)
         if state == "missing":
             missing.append(f"{path}/{rel}")
         elif state == "corrupt":
             store.quarantine(repo, oid)
-            raise HashMismatch(f"{path}/{rel}", oid, str(actual), "the cached")
+            raise HashMismatch(f"{path}/{rel}", oid, str(actual), _where(oid, downloaded))
     return missing
 
 
 def _stage(repo: Repo, root: Path, path: str, md5: str,
-           staged: dict[str, tuple[Path, str]]) -> list[str]:
+           staged: dict[str, tuple[Path, str]], downloaded: Collection[str] = ()) -> list[str]:
     """Verify a file object while copying it beside ``path`` (``store.verified_copy``);
     return it when missing. A corrupt object raises ``HashMismatch`` after being moved aside."""
     state, actual, tmp = store.verified_copy(repo, md5, root / path)
@@ -97,7 +102,7 @@ def _stage(repo: Repo, root: Path, path: str, md5: str,
         return [path]
     if state == "corrupt":
         store.quarantine(repo, md5)
-        raise HashMismatch(path, md5, str(actual), "the cached")
+        raise HashMismatch(path, md5, str(actual), _where(md5, downloaded))
     assert tmp is not None
     staged[path] = (tmp, md5)
     return []
@@ -123,6 +128,34 @@ def _recoverable(repo: Repo, root: Path, path: str, current: str) -> bool:
     return all(store.in_cache(repo, md5) for md5 in store.workspace_file_hashes(repo, path))
 
 
+def _no_links(root: Path, folders: list[str], force: bool) -> None:
+    """Before a tracked folder is hashed or restored: no symbolic link inside it. A committed
+    link (``data/sub -> /elsewhere``) would make DVC read and write through it; ``--force``
+    removes such links (never what they point to), without it the pull is refused."""
+    for folder in folders:
+        links = pathsafety.links_below(root / folder)
+        if links and force:
+            pathsafety.remove_links(root / folder, links)
+        elif links:
+            raise pathsafety.UnsafePath(
+                f"{folder}/{links[0]}", f"a symbolic link inside the DVC-tracked folder "
+                f"{folder}; pull never writes through links: remove it, or run "
+                "`mlsnap pull --force` to replace it with the snapshot's files")
+
+
+def _corrupt_on_remote(repo: Repo, todo: list[tuple[str, str]], missing: list[str],
+                       remote: str | None) -> None:
+    """An object DVC did not bring although the remote holds bytes under its name is
+    damaged there (truncated, say): say so, with both hashes, rather than "missing"."""
+    oids = {path if not rel else f"{path}/{rel}": oid
+            for path, md5 in todo for rel, oid in _objects(repo, md5, path)}
+    for label in missing:
+        oid = oids.get(label)
+        actual = store.remote_md5(repo, oid, remote) if oid else None
+        if oid and actual is not None and actual != oid.removesuffix(".dir"):
+            raise HashMismatch(label, oid, actual, "the remote's")
+
+
 def pull(name: str | None = None, *, force: bool = False, python: str | None = None,
          jobs: int | None = None, remote: str | None = None, cwd: Path | None = None,
          env: Environment | None = None) -> PullResult:
@@ -143,6 +176,7 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
         intent.cache = store.cache_dir(repo)
         op.save()
         journal.remove_partials(intent)
+        _no_links(root, [p for p in paths if (root / p).is_dir()], force)
         todo, unchanged, would_lose = [], [], []
         for path, md5 in tracked:
             current = store.workspace_hash(repo, path)
@@ -156,19 +190,32 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
             raise WouldOverwrite(would_lose)
 
         fetched = 0
-        need = [store.dvc_file(p) for p, md5 in todo if not store.complete_in_cache(repo, md5)]
+        remote_name = remote or store.default_remote(repo)[0] or "default"
+        # What is not wholly cached (a folder's listing without all its files loses the listing
+        # here, so that it is fetched again and DVC does not take it as proof of its files).
+        need = [store.dvc_file(p) for p, md5 in todo
+                if not store.complete_in_cache(repo, md5)]
+        # Directory listings first, each hashed and every entry checked before DVC reads it:
+        # DVC fetches and writes whatever a listing names.
+        lacking = store.fetch_listings(
+            repo, [(p, md5) for p, md5 in todo if md5.endswith(".dir")
+                   and not store.in_cache(repo, md5)], remote=remote)
+        if lacking:
+            raise MissingObjects(lacking, remote_name)
+        downloaded = {oid for p, md5 in todo for _, oid in _objects(repo, md5, p)
+                      if not store.in_cache(repo, oid)}
         if need:
-            remote_name = remote or store.default_remote(repo)[0] or "default"
             fetched, _ = store.fetch(repo, need, jobs=jobs, remote=remote)
         missing: list[str] = []
         staged: dict[str, tuple[Path, str]] = {}  # files: verified copies, moved in once all pass
         try:
             for path, md5 in todo:
                 if md5.endswith(".dir") or (root / path).is_dir():
-                    missing += _verify(repo, path, md5)
+                    missing += _verify(repo, path, md5, downloaded)
                 else:
-                    missing += _stage(repo, root, path, md5, staged)
+                    missing += _stage(repo, root, path, md5, staged, downloaded)
             if missing:
+                _corrupt_on_remote(repo, todo, missing, remote)
                 raise MissingObjects(missing, remote_name if need else "default")
             fault_point("pull-before-checkout")
             for path, (tmp, md5) in staged.items():

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mlsnap import config as configmod
-from mlsnap import environment, gitrepo, journal, params, sources, store, workspace
+from mlsnap import environment, gitrepo, journal, params, redaction, sources, store, workspace
 from mlsnap.environment import Environment
 from mlsnap.errors import (
     BadInput,
@@ -90,10 +90,12 @@ def _remote_url(url: str | None, cwd: Path) -> str:
         folder.mkdir(parents=True, exist_ok=True)
         return str(folder)
     parts = urlsplit(url)
+    found = redaction.find(url)
+    if found:  # the URL is tracked in .dvc/config: every clone and push would carry it
+        raise BadInput("--remote", f"the URL holds {found}; give it without, and keep the "
+                       "credential in .dvc/config.local (never committed): `--local "
+                       "password=VALUE` here, or `mlsnap remote set KEY VALUE --local`")
     if len(parts.scheme) > 1:
-        if parts.password:
-            raise BadInput("--remote", "the URL holds a password; give it without credentials "
-                           "and keep them local: `mlsnap remote set password VALUE --local`")
         return url
     folder = (cwd / url).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -240,7 +242,7 @@ def commit(
                            f"snapshot this is: --name {owner[1]} (or --name {name} to record "
                            "it as a new one)")
         pfiles, mfiles = chosen.param_files, chosen.metric_files
-        secrets = environment.env_secrets()
+        secrets = redaction.env_secrets()
         files = sources.judge_files(root, sources.files_read([*pfiles, *mfiles], root), secrets,
                                     artifacts + inputs)
 
@@ -256,7 +258,7 @@ def commit(
 
         param_tree = _values(root, pfiles, param_values, "-p", extra_params, secrets)
         metric_tree = _values(root, mfiles, metric_values, "-m", extra_metrics, secrets)
-        message = environment.redact_text(message, secrets)
+        message = redaction.redact_text(message, secrets)
         recorded_env = env if env is not None else environment.capture(python)
 
         patch_rel = f"{MANIFEST_DIR}/patches/{name}.patch" if dirty else None
@@ -286,7 +288,7 @@ def commit(
             remove_stale_temps(root / MANIFEST_DIR)
             if patch_rel:
                 diff = gitrepo.diff_head(root, exclude=[*owned, *files.commit])
-                atomic_write(root / patch_rel, environment.redact_text(
+                atomic_write(root / patch_rel, redaction.redact_text(
                     diff.decode(errors="replace"), secrets).encode())
             if moved:
                 gitrepo.run(root, ["rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--",
@@ -329,7 +331,7 @@ def commit(
                 return CommitResult(prev, sha, tag_ref, pushed, branch is None, (),
                                     unchanged=True, told=told)
             text = dump(manifest)
-            environment.scan(text, manifest_path(name), secrets)
+            redaction.scan(text, manifest_path(name), secrets)
             loads(text, manifest_path(name))  # what we write must read back
             atomic_write(root / manifest_path(name), text.encode(), fault_step="after-manifest-temp")
             fault_point("after-manifest")
@@ -376,9 +378,10 @@ def _values(root: Path, files: Sequence[str], assignments: Sequence[str], option
             extra: dict[str, Any] | None, secrets: list[str]) -> dict[str, Any]:
     """Params or metrics: files first, then the values given one by one (``extra``, the API's
     dicts, then ``K=V``), which win key by key, as on the command line; secrets redacted."""
-    given = params.merge(extra or {}, params.parse_assignments(assignments, option))
+    api = params.to_plain(extra, "params=" if option == "-p" else "metrics=") if extra else {}
+    given = params.merge(api, params.parse_assignments(assignments, option))
     tree = params.merge(params.collect(files, (), option, root), given)
-    redacted: dict[str, Any] = environment.redact(tree, secrets)
+    redacted: dict[str, Any] = redaction.redact(tree, secrets)
     return redacted
 
 

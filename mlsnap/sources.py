@@ -135,7 +135,7 @@ class FileVerdicts:
 def judge_files(root: Path, files: Sequence[str], secrets: list[str],
                 recorded: Sequence[str]) -> FileVerdicts:
     """Sort the files a snapshot read: committed with it, or left out (secret, ignored)."""
-    from mlsnap import environment, params
+    from mlsnap import params, redaction
 
     files = [f for f in files if (root / f).is_file()]
     ignored = set(gitrepo.ignored(root, files))
@@ -147,12 +147,12 @@ def judge_files(root: Path, files: Sequence[str], secrets: list[str],
         if f in ignored:
             continue
         text = (root / f).read_text(errors="replace")
-        holds = environment.redact_text(text, secrets) != text
+        holds = redaction.redact_text(text, secrets) != text
         if not holds:
             try:
                 doc: Any = params.load_file(f, root)
             except BadInput:
                 doc = {}
-            holds = environment.redact(doc, secrets) != doc
+            holds = redaction.redact(doc, secrets) != doc
         (secret if holds else commit).append(f)
     return FileVerdicts(commit, secret, sorted(ignored & set(files)))

@@ -53,6 +53,9 @@ def open_repo(root: Path) -> Iterator[Repo]:
     quiet_dvc()
     if not (root / ".dvc").is_dir():
         raise NotInitialized(str(root))
+    from mlsnap import trust
+
+    trust.check_dvc_config(root)  # cloned settings: cache outside, link cache types
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -226,11 +229,10 @@ def remote_reason(repo: Repo, name: str, exc: BaseException) -> str:
 
 
 def _redact(repo: Repo, name: str, text: str) -> str:
-    from mlsnap.environment import SECRET_NAME, env_secrets, redact_text
+    from mlsnap.redaction import env_secrets, redact_text, secret_values
 
     settings = repo.config["remote"].get(name, {})
-    secrets = [str(v) for k, v in settings.items() if SECRET_NAME.search(k) and v]
-    secrets = sorted(set(secrets) | set(env_secrets()), key=len, reverse=True)
+    secrets = sorted(set(secret_values(settings)) | set(env_secrets()), key=len, reverse=True)
     return redact_text(text, secrets)
 
 
@@ -294,17 +296,20 @@ def dvc_file(path: str) -> str:
 
 def read_dvc_file(root: Path, path: str) -> tuple[str, int | None] | None:
     """(md5, size) recorded by the ``.dvc`` file of ``path``; None when there is none."""
-    from mlsnap.manifest import safe_load
+    from mlsnap import pathsafety
+    from mlsnap.manifest import YamlRefused, parse_yaml
 
     pointer = root / dvc_file(path)
+    if pointer.is_symlink():
+        raise pathsafety.UnsafePath(dvc_file(path), "is a symbolic link; DVC pointers are files "
+                                    "(restore it with `git checkout`)")
     if not pointer.is_file():
         return None
-    doc = safe_load(pointer.read_bytes(), dvc_file(path))
     try:
-        out = doc["outs"][0]
-        return str(out["md5"]), out.get("size")
-    except (KeyError, IndexError, TypeError):
-        raise BadInput(dvc_file(path), "not a DVC pointer file (no outs[0].md5)") from None
+        doc = parse_yaml(pointer.read_bytes(), dvc_file(path))
+    except YamlRefused as exc:
+        raise BadInput(dvc_file(path), exc.reason) from None
+    return pathsafety.pointer(doc, path)  # DVC obeys outs[0].path, wdir, files: check first
 
 
 def push(repo: Repo, tracked: Sequence[tuple[str, str]], *, jobs: int | None = None,
@@ -395,19 +400,20 @@ def send_missing(repo: Repo, md5s: Sequence[str], *, remote: str | None = None,
 
 def _object_ids(repo: Repo, odb: Any, md5: str) -> list[str] | None:
     """``md5`` and, for a folder, the md5 of each file in it (listing from the cache, else read
-    from the remote); None when the listing is on neither or cannot be read."""
-    import json
+    from the remote); None when the listing's bytes do not hash to its name. Every entry passes
+    the path-safety gate first: a hostile listing could name any local file as an "object"."""
+    from mlsnap import pathsafety
 
     if not md5.endswith(".dir"):
         return [md5]
     try:
         local = cache_file(repo, md5)
         raw = local.read_bytes() if local.is_file() else odb.fs.cat_file(odb.oid_to_path(md5))
-        return [md5, *(str(e["md5"]) for e in json.loads(raw))]
     except FileNotFoundError:
         return [md5]
-    except (ValueError, TypeError, KeyError, AttributeError):
+    if hashlib.md5(raw).hexdigest() != md5.removesuffix(".dir"):
         return None
+    return [md5, *(oid for _, oid in pathsafety.parse_listing(raw, md5, md5))]
 
 
 def _remote_gaps(repo: Repo, odb: Any, tracked: Sequence[tuple[str, str]],
@@ -519,11 +525,72 @@ def record_hash(repo: Repo, path: Path, md5: str) -> None:
     repo.state.save(os.fspath(path), repo.fs, HashInfo("md5", md5))
 
 
-def dir_entries(repo: Repo, md5: str) -> list[dict[str, Any]]:
-    """Entries (relpath, md5) of a verified ``.dir`` object in the cache."""
-    import json
+def dir_entries(repo: Repo, md5: str, path: str = "") -> list[dict[str, Any]]:
+    """Entries (relpath, md5) of a ``.dir`` object in the cache, hashed against its name and
+    every entry checked (``pathsafety.parse_listing``); a corrupt one is moved aside."""
+    from mlsnap import pathsafety
 
-    return list(json.loads(cache_file(repo, md5).read_bytes()))
+    raw = cache_file(repo, md5).read_bytes()
+    actual = hashlib.md5(raw).hexdigest()
+    if actual != md5.removesuffix(".dir"):
+        quarantine(repo, md5)
+        raise pathsafety.CorruptListing(path or md5, md5, actual, "the cached")
+    return [{"relpath": rel, "md5": oid}
+            for rel, oid in pathsafety.parse_listing(raw, path or md5, md5)]
+
+
+def fetch_listings(repo: Repo, dirs: Sequence[tuple[str, str]],
+                   remote: str | None = None) -> list[str]:
+    """Download the ``.dir`` objects of ``dirs`` (path, md5) into the cache, each hashed and
+    its entries checked *before* DVC reads it: DVC would fetch, hash and write whatever a
+    listing names (hashes are cache paths to it). Return the paths whose listing the remote
+    lacks."""
+    import secrets
+
+    from mlsnap import pathsafety
+
+    if not dirs:
+        return []
+    name = remote or default_remote(repo)[0] or "default"
+    missing = []
+    try:
+        odb = repo.cloud.get_remote_odb(remote, "fetch")
+        for path, md5 in dirs:
+            dest = cache_file(repo, md5)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.parent / f".{secrets.token_urlsafe(16)}.tmp"
+            try:
+                odb.fs.get_file(odb.oid_to_path(md5), os.fspath(tmp))
+                raw = tmp.read_bytes()
+                actual = hashlib.md5(raw).hexdigest()
+                if actual != md5.removesuffix(".dir"):
+                    raise pathsafety.CorruptListing(path, md5, actual, "the remote's")
+                pathsafety.parse_listing(raw, path, md5)
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, dest)
+            except FileNotFoundError:
+                missing.append(path)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except MlsnapError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as in push
+        raise RemoteError(name, remote_reason(repo, name, exc)) from None
+    return missing
+
+
+def remote_md5(repo: Repo, md5: str, remote: str | None = None) -> str | None:
+    """md5 of the bytes the remote holds for object ``md5`` (None when it holds none): what a
+    pull reports when DVC did not bring an object the remote has (truncated, damaged)."""
+    try:
+        odb = repo.cloud.get_remote_odb(remote, "fetch")
+        digest = hashlib.md5()
+        with odb.fs.open(odb.oid_to_path(md5), "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except Exception:  # noqa: BLE001 - absent, or unreadable: not known to be there
+        return None
+    return digest.hexdigest()
 
 
 def quarantine(repo: Repo, md5: str) -> None:
@@ -577,6 +644,8 @@ def remote_missing(repo: Repo, tracked: Sequence[tuple[str, str]],
         probe_remote(repo, remote)
         odb = repo.cloud.get_remote_odb(remote, "push")
         gaps = _remote_gaps(repo, odb, tracked, None)
+    except MlsnapError:
+        raise
     except Exception as exc:  # noqa: BLE001 - as in push
         raise RemoteError(name, remote_reason(repo, name, exc)) from None
     return sorted(p for p, oids in gaps.items() if oids)
@@ -635,8 +704,8 @@ def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
     Every file is written to a temporary name beside its destination, checked against its
     hash while it is copied, and renamed into place only when it matches.
     """
-    from mlsnap.errors import ManifestInvalid, MissingObjects
-    from mlsnap.manifest import check_path
+    from mlsnap import pathsafety
+    from mlsnap.errors import MissingObjects
 
     state, actual = object_state(repo, md5)
     if state == "missing":
@@ -647,21 +716,15 @@ def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
     if not md5.endswith(".dir"):
         _copy_verified(cache_file(repo, md5), dest, md5, path)
         return [dest]
-    written = []
-    entries = dir_entries(repo, md5)
+    entries = dir_entries(repo, md5, path)  # every name checked (pathsafety)
     missing = [f"{path}/{e['relpath']}" for e in entries if not in_cache(repo, e["md5"])]
     if missing:
         raise MissingObjects(missing, default_remote(repo)[0] or "default")
-    for entry in entries:
-        try:
-            rel = check_path(str(entry["relpath"]), where=f"{path} (.dir entry)")
-        except ManifestInvalid as exc:
-            raise MlsnapError(f"{path}: the cached directory listing is unusable: {exc.reason}") \
-                from None
-        target = dest.joinpath(*rel.split("/"))
-        _copy_verified(cache_file(repo, entry["md5"]), target, entry["md5"], f"{path}/{rel}")
-        written.append(target)
-    return written
+    targets = [pathsafety.target(dest, e["relpath"], f"{path}/{e['relpath']}") for e in entries]
+    for entry, target in zip(entries, targets):
+        _copy_verified(cache_file(repo, entry["md5"]), target, entry["md5"],
+                       f"{path}/{entry['relpath']}")
+    return targets
 
 
 def _mismatch(path: str, expected: str, actual: str) -> MlsnapError:

@@ -23,7 +23,9 @@ class _Group(click.Group):
         except MlsnapError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"Error: {one_line(str(exc))}", err=True)
+            from mlsnap.textsafe import escape
+
+            click.echo(f"Error: {escape(str(exc))}", err=True)  # one line, no raw controls
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -41,23 +43,12 @@ class _Group(click.Group):
         except Exception as exc:  # the last line of defence: no traceback for users
             if _debug(ctx):
                 raise
-            detail = " ".join(str(exc).split()) or "no details"
+            from mlsnap.textsafe import escape
+
+            detail = escape(" ".join(str(exc).split())) or "no details"
             click.echo(f"Error: unexpected {type(exc).__name__}: {detail} "
                        "(run with --debug for the traceback)", err=True)
             ctx.exit(1)
-
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters escaped (a newline in a path becomes ``\\n``), so an
-    error stays one line and no terminal escape from a file name reaches the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _ESCAPES.get(c) or
-                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
-                   for c in text)
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -55,6 +55,14 @@ JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
                     help="Parallel transfers (DVC's default when omitted).")
 
 
+def say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Human output: recorded text (messages, names, params, paths) may hold control
+    characters; they are shown escaped, never sent raw to the terminal (``textsafe``)."""
+    from mlsnap.textsafe import escape_lines
+
+    click.echo(escape_lines(text), err=err, nl=nl)
+
+
 def echo_json(value: Any) -> None:
     from mlsnap.jsonout import jsonable
 
@@ -80,11 +88,13 @@ def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -
             raise BadInput(f"--local {key or item!r}", "expected KEY=VALUE")
         local[key] = value
     result = snapshot.init(remote, remote_name=remote_name, local_options=local or None)
-    click.echo(f"initialized mlsnap in {result.root}"
+    say(f"initialized mlsnap in {result.root}"
                + (" (dvc init done)" if result.created_dvc else ""))
-    click.echo(f"default remote {result.remote_name!r}: {result.remote_url}")
+    from mlsnap.redaction import redact_text
+
+    say(f"default remote {result.remote_name!r}: {redact_text(result.remote_url)}")
     if result.committed:
-        click.echo(f"committed the set-up as {result.committed[:7]}")
+        say(f"committed the set-up as {result.committed[:7]}")
 
 
 @click.command()
@@ -136,39 +146,39 @@ def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[st
     m = result.manifest
     told = result.told
     if result.unchanged:
-        click.echo(f"nothing changed since snapshot {result.commit[:7]} ({m.name}); "
+        say(f"nothing changed since snapshot {result.commit[:7]} ({m.name}); "
                    "no commit made")
     else:
-        click.echo(f"snapshot {m.name}: {result.commit[:7]} {m.message or '(no message)'}")
-    click.echo(f"  {len(m.artifacts)} artifact(s), {len(m.inputs)} input(s), "
+        say(f"snapshot {m.name}: {result.commit[:7]} {m.message or '(no message)'}")
+    say(f"  {len(m.artifacts)} artifact(s), {len(m.inputs)} input(s), "
                f"{len(m.params)} param(s), {len(m.metrics)} metric(s)"
                + (", dirty code recorded as a patch" if m.code.dirty else ""))
     for path in result.moved_from_git:
-        click.echo(f"  {path} was tracked by Git; it is tracked by DVC now (file kept)")
+        say(f"  {path} was tracked by Git; it is tracked by DVC now (file kept)")
     if told is not None:
         if told.remembered:
-            click.echo(f"  reused from the last snapshot: {', '.join(told.remembered)} "
+            say(f"  reused from the last snapshot: {', '.join(told.remembered)} "
                        "(--forget reuses nothing)")
         if told.dropped:
-            click.echo(f"  left the snapshot: {', '.join(told.dropped)} (name it again to "
+            say(f"  left the snapshot: {', '.join(told.dropped)} (name it again to "
                        "keep it in)")
         if told.committed:
-            click.echo(f"  committed with the snapshot: {', '.join(told.committed)}")
+            say(f"  committed with the snapshot: {', '.join(told.committed)}")
         for path in told.secret_files:
-            click.echo(f"  {path} holds a secret (redacted in the manifest): it is not "
+            say(f"  {path} holds a secret (redacted in the manifest): it is not "
                        "committed; keep it out of Git")
         if told.other_names:
-            click.echo(f"  note: recorded as {m.name!r} (the default name); this repository "
+            say(f"  note: recorded as {m.name!r} (the default name); this repository "
                        f"also has {', '.join(told.other_names)}: choose with --name")
     if result.detached:
-        click.echo(f"  note: HEAD is detached; the snapshot is bound to {result.commit[:12]} "
+        say(f"  note: HEAD is detached; the snapshot is bound to {result.commit[:12]} "
                    "and no branch points at it (create one: git switch -c NAME)")
     if result.tag:
-        click.echo(f"  tagged {result.tag}")
+        say(f"  tagged {result.tag}")
     if result.pushed is not None:
-        click.echo(f"  pushed {result.pushed} object(s) to the default remote")
+        say(f"  pushed {result.pushed} object(s) to the default remote")
     else:
-        click.echo("  not pushed (--no-push); run `mlsnap push` to share it")
+        say("  not pushed (--no-push); run `mlsnap push` to share it")
 
 
 @click.command()
@@ -180,7 +190,7 @@ def push(name: str | None, remote: str | None, jobs: int | None) -> None:
     from mlsnap import snapshot
 
     sent = snapshot.push(name, jobs=jobs, remote=remote)
-    click.echo(f"pushed {sent} object(s)" if sent else "everything is already on the remote")
+    say(f"pushed {sent} object(s)" if sent else "everything is already on the remote")
 
 
 @click.command()
@@ -200,12 +210,12 @@ def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
     for m in result.manifests:
         paths = [p for p, _ in m.tracked]
         restored = [p for p in paths if p in result.restored]
-        click.echo(f"{m.name}: {len(restored)} restored, {len(paths) - len(restored)} already "
+        say(f"{m.name}: {len(restored)} restored, {len(paths) - len(restored)} already "
                    f"up to date, all verified against .mlsnap/{m.name}.yaml")
         for p in restored:
-            click.echo(f"  restored {p}")
+            say(f"  restored {p}")
     if result.pickles:
-        click.echo("note: a matching hash proves these pickled files are intact, not that they "
+        say("note: a matching hash proves these pickled files are intact, not that they "
                    "are safe to load; load pickles only from people you trust "
                    "(safetensors avoids the risk)")
     drifted = False
@@ -213,9 +223,9 @@ def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
         if drift:
             drifted = True
             prefix = f"{name_}: " if len(result.drift) > 1 else ""
-            click.echo(prefix + drift.table())
+            say(prefix + drift.table())
         else:
-            click.echo("environment: matches the snapshot")
+            say("environment: matches the snapshot")
     if strict_env and drifted:
         raise CheckFailed("the environment differs from the snapshot (--strict-env)")
 
@@ -245,26 +255,26 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
         })
     else:
         for path in report.modified:
-            click.echo(f"modified: {path} (changed since its snapshot; `mlsnap commit` to "
+            say(f"modified: {path} (changed since its snapshot; `mlsnap commit` to "
                        "record it or `mlsnap pull --force` to restore it)")
         for path in report.missing:
             if path not in report.nowhere:
-                click.echo(f"missing: {path} (run `mlsnap pull`)")
+                say(f"missing: {path} (run `mlsnap pull`)")
         for path in report.not_on_remote:
             if path in report.nowhere:
                 where = "missing here, " if path in report.missing else ""
-                click.echo(f"lost here: {path} ({where}not in this cache and not on the remote; "
+                say(f"lost here: {path} ({where}not in this cache and not on the remote; "
                            "run `mlsnap push` in a clone that has the bytes)")
             else:
-                click.echo(f"not on remote: {path} (run `mlsnap push`)")
+                say(f"not on remote: {path} (run `mlsnap push`)")
         if report.remote_error:
-            click.echo(f"warning: could not check the remote: {report.remote_error}")
+            say(f"warning: could not check the remote: {report.remote_error}")
         for drift in report.drift.values():
             if drift:
-                click.echo(drift.table())
+                say(drift.table())
         names = ", ".join(m.name for m in report.manifests)
         if clean:
-            click.echo(f"clean: the workspace matches snapshot {names}")
+            say(f"clean: the workspace matches snapshot {names}")
         else:  # always a verdict as the last line, whatever made it not clean
             lost = set(report.nowhere)
             why = [f"{len(items)} {label}" for items, label in (
@@ -276,7 +286,7 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
                 why.append("the remote could not be checked")
             if strict_env and drifted:
                 why.append("the environment differs (--strict-env)")
-            click.echo(f"not clean: {', '.join(why)} (snapshot {names})")
+            say(f"not clean: {', '.join(why)} (snapshot {names})")
     if not clean:
         raise click.exceptions.Exit(3)
 
@@ -291,12 +301,12 @@ def env(as_json: bool, requirements: bool, python: str | None) -> None:
 
     captured = environment.capture(python)
     if requirements:
-        click.echo(environment.requirements(captured), nl=False)
+        say(environment.requirements(captured), nl=False)
     elif as_json:
         echo_json(captured.to_dict())
     else:
-        click.echo(f"python {captured.python} ({captured.implementation}) on {captured.os}")
-        click.echo(f"machine {captured.machine}; {len(captured.packages)} packages; "
+        say(f"python {captured.python} ({captured.implementation}) on {captured.os}")
+        say(f"machine {captured.machine}; {len(captured.packages)} packages; "
                    f"accelerators: {', '.join(a['name'] for a in captured.accelerators) or 'none'}")
 
 
@@ -313,17 +323,19 @@ def remote() -> None:
 @click.option("--remote", "-r", "remote_name", default=None, help="Remote (default: default).")
 def remote_set(key: str, value: str, local: bool, remote_name: str | None) -> None:
     """Set KEY to VALUE for the default remote (e.g. endpointurl, access_key_id)."""
-    from mlsnap import store, workspace
-    from mlsnap.environment import SECRET_NAME
+    from mlsnap import redaction, store, workspace
 
     root = workspace.find_root()
-    if SECRET_NAME.search(key) and not local:
+    credential = redaction.is_credential_value(key, value)
+    if credential and not local:
         from mlsnap.errors import BadInput
 
-        raise BadInput(key, "looks like a credential; add --local so it stays out of Git")
+        raise BadInput(f"remote set {key}", f"{credential}; it must stay out of Git: add --local "
+                       "(it goes to .dvc/config.local, which is never committed)")
     name = store.set_remote_option(root, key, value, local=local, remote_name=remote_name)
-    shown = "***" if SECRET_NAME.search(key) else value
-    click.echo(f"remote {name!r}: {key} = {shown} ({'local, untracked' if local else 'tracked'})")
+    shown = redaction.REDACTED if redaction.is_secret_name(key) and credential else \
+        redaction.redact_text(value)
+    say(f"remote {name!r}: {key} = {shown} ({'local, untracked' if local else 'tracked'})")
 
 
 @click.command()

@@ -9,7 +9,8 @@ from typing import Any
 
 import click
 
-from mlsnap.cli.core import NAME, echo_json
+from mlsnap.cli.core import NAME, echo_json, say
+from mlsnap.textsafe import escape
 
 MIN_CELL = 6
 
@@ -35,18 +36,18 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
     entries, beyond = history.log_and_beyond(root, name, limit, all_refs)
     note = workspace.shallow_note(root, beyond)
     if note:
-        click.echo(note, err=True)
+        say(note, err=True)
     if as_json:
         # One object per line: still one valid JSON array, and greppable.
         lines = [_json_line(e.to_dict()) for e in entries]
         click.echo("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
         return
     if not entries:
-        click.echo("no snapshots" + (f" named {name!r}" if name else "")
+        say("no snapshots" + (f" named {name!r}" if name else "")
                    + ("" if all_refs else " reachable from HEAD (try --all)"))
         return
     for line in log_table(entries, shutil.get_terminal_size((120, 24)).columns):
-        click.echo(line)
+        say(line)
 
 
 def _json_line(value: dict[str, Any]) -> str:
@@ -73,19 +74,19 @@ def log_table(entries: Sequence[Any], width: int) -> list[str]:
         keys = [k for k in keys
                 if any(len({_cell(p.get(k, "-")) for p in g}) > 1 for g in groups.values())]
     mkeys = sorted({k for m in metrics for k in m})
-    header = ["COMMIT", "DATE", "NAME", "TAGS", "MESSAGE", *keys, *mkeys]
+    header = ["COMMIT", "DATE", "NAME", "TAGS", "MESSAGE", *map(_cell, keys), *map(_cell, mkeys)]
     rows = []
     for e, p, m in zip(entries, params, metrics):
-        rows.append([e.short, e.date[:16].replace("T", " "), e.name, ",".join(e.tags) or "-",
-                     e.message or "-", *(_cell(p.get(k, "-")) for k in keys),
-                     *(_cell(m.get(k, "-")) for k in mkeys)])
+        rows.append([e.short, e.date[:16].replace("T", " "), _cell(e.name),
+                     _cell(",".join(e.tags)) or "-", _cell(e.message) or "-",
+                     *(_cell(p.get(k, "-")) for k in keys), *(_cell(m.get(k, "-")) for k in mkeys)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     widths, shown = _fit(widths, width)
     lines = [_join(header, widths, shown)]
     for e, row in zip(entries, rows):
         if e.error:  # one line, untruncated: the reason matters more than the layout
             lines.append("  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) +
-                         f"  error: {e.error}")
+                         f"  error: {escape(e.error)}")
         else:
             lines.append(_join(row, widths, shown))
     if shown < len(header):
@@ -95,11 +96,12 @@ def log_table(entries: Sequence[Any], width: int) -> list[str]:
 
 
 def _cell(value: Any) -> str:
+    """One table cell: one line, recorded control characters shown escaped (``textsafe``)."""
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, bool):
         return str(value).lower()
-    return " ".join(str(value).split())
+    return escape(" ".join(str(value).split()))
 
 
 def _fit(widths: list[int], width: int) -> tuple[list[int], int]:
@@ -143,11 +145,11 @@ def show(rev: str | None, name: str | None, as_json: bool, requirements: bool) -
     if requirements:
         from mlsnap.environment import requirements as reqs
 
-        click.echo(reqs(manifest.environment), nl=False)
+        say(reqs(manifest.environment), nl=False)
     elif as_json:
         echo_json(manifest.to_dict())
     else:
-        click.echo(dump(manifest), nl=False)
+        say(dump(manifest), nl=False)
 
 
 @click.command()
@@ -167,7 +169,7 @@ def diff(rev_a: str | None, rev_b: str | None, name: str | None, as_json: bool) 
     if as_json:
         echo_json(result.to_dict())
     else:
-        click.echo(compare.render(result))
+        say(compare.render(result))
 
 
 @click.command()
@@ -179,7 +181,7 @@ def tag(name: str, version: str, rev: str) -> None:
     from mlsnap import history
 
     result = history.tag(name, version, rev)
-    click.echo(f"tagged {result.tag} on {result.commit[:7]}")
+    say(f"tagged {result.tag} on {result.commit[:7]}")
 
 
 @click.command()
@@ -199,11 +201,11 @@ def get(rev: str, name: str | None, out: str | None, remote: str | None,
     from mlsnap import history
 
     result = history.get(rev, name, out, jobs=jobs, remote=remote)
-    click.echo(f"{result.name} at {result.commit[:7]}: {len(result.files)} file(s) written to "
+    say(f"{result.name} at {result.commit[:7]}: {len(result.files)} file(s) written to "
                f"{result.directory}, all verified"
                + (f" ({result.fetched} object(s) downloaded)" if result.fetched else ""))
     for path in result.files:
-        click.echo(f"  {path}")
+        say(f"  {path}")
 
 
 COMMANDS = [log, show, diff, tag, get]

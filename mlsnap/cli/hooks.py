@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mlsnap.cli.core import say
+
 if TYPE_CHECKING:
     from mlsnap.hooks import Finding
 
@@ -27,10 +29,10 @@ def _report(hook_id: str, findings: Sequence[Finding], advice: str) -> None:
     """Print the findings and fail the hook, or return quietly when there are none."""
     if not findings:
         return
-    click.echo(f"{hook_id}: {len(findings)} problem(s)", err=True)
+    say(f"{hook_id}: {len(findings)} problem(s)", err=True)
     for finding in findings:
-        click.echo(f"  {finding}", err=True)
-    click.echo(advice, err=True)
+        say(f"  {finding}", err=True)
+    say(advice, err=True)
     raise click.exceptions.Exit(EXIT_FOUND)
 
 
@@ -101,7 +103,7 @@ def push(remote_name: str | None, remote_url: str | None, dvc_remote: str | None
     snapshots = _pushed_snapshots(root, remote_name)
     report = hooks.push_snapshots(root, snapshots, remote=dvc_remote)
     if report.pushed:
-        click.echo(f"mlsnap-push: uploaded {report.pushed} object(s) for the "
+        say(f"mlsnap-push: uploaded {report.pushed} object(s) for the "
                    f"{len(report.snapshots)} snapshot(s) being pushed")
     _report("mlsnap-push", report.problems,
             "Push blocked: others could not pull these snapshots.")
@@ -152,16 +154,16 @@ def pull(prev: str | None, new: str | None, flag: str | None) -> None:
     result = restore.pull(cwd=root, env=recorded)
     # Short on purpose: this prints on every checkout (`mlsnap pull` shows the full report).
     for path in result.restored:
-        click.echo(f"mlsnap: restored {path}")
+        say(f"mlsnap: restored {path}")
     names = ", ".join(f".mlsnap/{m.name}.yaml" for m in result.manifests)
-    click.echo(f"mlsnap: the workspace matches {names} (verified)")
+    say(f"mlsnap: the workspace matches {names} (verified)")
     if result.pickles:
-        click.echo("mlsnap: restored pickles are intact, which does not make them safe to load; "
+        say("mlsnap: restored pickles are intact, which does not make them safe to load; "
                    "load pickles only from people you trust")
     for name, drift in result.drift.items():
         if drift and not framework:
             summary = drift.table().splitlines()[0]
-            click.echo(f"mlsnap: {name}: {summary}; `mlsnap status` shows the table")
+            say(f"mlsnap: {name}: {summary}; `mlsnap status` shows the table")
 
 
 @click.group("hooks")
@@ -180,9 +182,9 @@ def install(uninstall: bool) -> None:
     changes = hookscripts.uninstall(root) if uninstall else hookscripts.install(root)
     for change in changes:
         shown = os.path.relpath(change.path, root) if root in change.path.parents else change.path
-        click.echo(f"{change.hook}: {change.action} ({shown})")
+        say(f"{change.hook}: {change.action} ({shown})")
     if not uninstall:
-        click.echo(f"the hooks run {os.path.abspath(sys.executable)} -m mlsnap "
+        say(f"the hooks run {os.path.abspath(sys.executable)} -m mlsnap "
                    "(no virtualenv needs to be active)")
 
 
