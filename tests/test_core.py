@@ -89,7 +89,7 @@ def test_manifest_keys_follow_the_schema_order(project: Path) -> None:
                          "params", "metrics", "environment"]
     assert list(doc["code"]) == ["commit", "branch", "dirty", "patch"]
     assert list(doc["environment"]) == ["python", "implementation", "os", "machine", "packages",
-                                        "accelerators"]
+                                        "accelerators", "top_level", "tooling"]
     data_dir = doc["data"]["inputs"][0]
     assert data_dir["path"] == "data" and data_dir["md5"].endswith(".dir")
     assert data_dir["nfiles"] == 1
