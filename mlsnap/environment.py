@@ -112,7 +112,7 @@ def imported_distributions() -> list[str]:
 
     from mlsnap._envprobe import _normalize
 
-    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     modules = {m for m in list(sys.modules) if "." not in m and not m.startswith("_")
                and m not in stdlib}
     owners = importlib.metadata.packages_distributions()

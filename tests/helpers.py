@@ -95,8 +95,8 @@ def venv(folder: Path, *wheels: Path, see_this_environment: bool = False) -> Pat
         subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
                         "--no-index", "--no-deps", *map(str, wheels)], check=True)
     if see_this_environment:
-        purelib = subprocess.run([str(python), "-c", "import sysconfig; "
-                                  "print(sysconfig.get_paths()['purelib'])"], check=True,
+        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        purelib = subprocess.run([str(python), "-c", code], check=True,
                                  capture_output=True, text=True).stdout.strip()
         here = {sysconfig.get_paths()["purelib"], *site.getsitepackages()}
         (Path(purelib) / "this-environment.pth").write_text("\n".join(sorted(here)) + "\n")

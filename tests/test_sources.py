@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 
 import mlsnap
-from tests.helpers import git, mlsnap as run_cli, train
+from tests.helpers import git, train
+from tests.helpers import mlsnap as run_cli
 
 
 def manifest(repo: Path, name: str = "model") -> dict:
