@@ -441,3 +441,32 @@ def test_commit_and_tag_without_git_identity_change_nothing(
     assert git(project, "rev-parse", "HEAD") == head and git(project, "tag") == ""
     assert tree_digest(project) == before
     assert git(project, "status", "--porcelain") == ""
+
+
+# --------------------------------------------------------------------------- checkout leftovers
+
+
+def test_checkout_of_a_commit_without_snapshot_b_reports_its_file_as_leftover(
+        project: Path) -> None:
+    (project / "models").mkdir()
+    (project / "models" / "a.bin").write_bytes(b"model a")
+    mlsnap(project, "commit", "models/a.bin", "--name", "a")
+    only_a = git(project, "rev-parse", "HEAD")
+    (project / "models" / "b.bin").write_bytes(b"model b")
+    mlsnap(project, "commit", "models/b.bin", "--name", "b")
+    b_commit = git(project, "rev-parse", "HEAD")
+    git(project, "checkout", "-q", only_a)
+    assert (project / "models" / "b.bin").exists()  # Git removed the pointer, not the bytes
+
+    status = mlsnap(project, "status", check=3)
+    assert (f"leftover: models/b.bin (a file of snapshot b at {b_commit[:7]}; no snapshot at "
+            "HEAD names it") in status.stdout
+    assert status.stdout.splitlines()[-1] == "not clean: 1 leftover (snapshot a)"
+    report = json.loads(mlsnap(project, "status", "--json", check=3).stdout)
+    assert report["leftover"] == [{"path": "models/b.bin", "snapshot": "b", "commit": b_commit}]
+    pulled = mlsnap(project, "pull").stdout
+    assert "note: models/b.bin is a file of snapshot b" in pulled
+    assert (project / "models" / "b.bin").read_bytes() == b"model b"  # never deleted for you
+    assert mlsnap(project, "status", "--name", "a").returncode == 0  # one snapshot's view
+    (project / "models" / "b.bin").unlink()
+    assert mlsnap(project, "status").stdout.startswith("clean: ")
