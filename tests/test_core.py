@@ -470,3 +470,50 @@ def test_checkout_of_a_commit_without_snapshot_b_reports_its_file_as_leftover(
     assert mlsnap(project, "status", "--name", "a").returncode == 0  # one snapshot's view
     (project / "models" / "b.bin").unlink()
     assert mlsnap(project, "status").stdout.startswith("clean: ")
+
+
+# --------------------------------------------------------------------------- submodules
+
+
+def _with_submodule(project: Path, tmp_path: Path) -> Path:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "lib.py").write_text("def f():\n    return 1\n")
+    git(lib, "add", "-A")
+    git(lib, "commit", "-qm", "lib")
+    git(project, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib),
+        "libsub")
+    git(project, "commit", "-qm", "add the submodule")
+    return project / "libsub"
+
+
+def test_paths_inside_a_submodule_are_refused_before_anything_is_written(
+        project: Path, tmp_path: Path) -> None:
+    sub = _with_submodule(project, tmp_path)
+    (sub / "w.bin").write_bytes(b"weights inside the submodule")
+    before, head = tree_digest(project), git(project, "rev-parse", "HEAD")
+    status = git(project, "status", "--porcelain=v2")
+    for path in ("libsub/w.bin", "libsub"):
+        proc = mlsnap(project, "commit", path, check=1)
+        assert "Git submodule" in proc.stderr and "cd libsub && mlsnap init" in proc.stderr
+        assert proc.stderr.count("\n") == 1
+    assert tree_digest(project) == before and git(project, "rev-parse", "HEAD") == head
+    assert git(project, "status", "--porcelain=v2") == status
+    proc = mlsnap(project, "status", "--no-remote", check=1)
+    assert "no snapshot found" in proc.stderr and "did not finish" not in proc.stderr
+
+
+def test_allow_dirty_records_a_dirty_submodule_s_own_diff(project: Path, tmp_path: Path) -> None:
+    sub = _with_submodule(project, tmp_path)
+    (sub / "lib.py").write_text("def f():\n    return 2\n")
+    (project / "m.bin").write_bytes(b"weights")
+    proc = mlsnap(project, "commit", "m.bin", "--no-push", check=1)
+    assert "libsub" in proc.stderr and "--allow-dirty" in proc.stderr
+    mlsnap(project, "commit", "m.bin", "--no-push", "--allow-dirty")
+    patch = (project / ".mlsnap" / "patches" / "model.patch").read_text()
+    assert "+    return 2" in patch and "b/libsub/lib.py" in patch
+    assert "-dirty" not in patch
+    # The patch puts the change back on a clean checkout of the code commit.
+    (sub / "lib.py").write_text("def f():\n    return 1\n")
+    git(project, "apply", "--check", ".mlsnap/patches/model.patch")
