@@ -21,20 +21,31 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _headers(text: str) -> tuple[str | None, str | None]:
-    """Name and Version from the metadata headers alone.
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+# The installers of a virtualenv: there in every one, never what a training uses.
+INSTALLERS = ("pip", "setuptools", "wheel")
+
+
+def _headers(text: str) -> tuple[str | None, str | None, list[str]]:
+    """Name, Version and the required distributions, from the metadata headers alone.
 
     ``importlib.metadata`` runs the email parser over the whole file, long description
     included, and importing it costs more than this whole scan. The headers end at the first
-    blank line; the first Name/Version header wins, as there.
+    blank line; the first Name/Version header wins, as there. Requirements of an extra
+    (``; extra == "dev"``) are optional, so they are left out.
     """
     found: dict[str, str] = {}
+    requires: list[str] = []
     for line in text.split("\n\n", 1)[0].splitlines():
         key, sep, value = line.partition(":")
         key = key.strip().lower()
         if sep and key in ("name", "version") and key not in found:
             found[key] = value.strip()
-    return found.get("name"), found.get("version")
+        elif sep and key == "requires-dist" and "extra" not in value.partition(";")[2]:
+            match = _REQUIREMENT_NAME.match(value)
+            if match:
+                requires.append(_normalize(match.group(1)))
+    return found.get("name"), found.get("version"), requires
 
 
 def _read(path: str) -> str:
@@ -67,13 +78,41 @@ def _metadata_files() -> Iterator[str]:
 
 
 def packages() -> dict[str, str]:
+    return distributions()[0]
+
+
+def distributions() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Installed distributions: name -> version, and name -> the distributions it requires."""
     found: dict[str, str] = {}
+    requires: dict[str, list[str]] = {}
     for text in _metadata_files():
-        name, version = _headers(text)
+        name, version, needs = _headers(text)
         if not name or version is None:
             continue
-        found.setdefault(_normalize(name), version)  # first on sys.path wins, as at import
-    return dict(sorted(found.items()))
+        key = _normalize(name)
+        if key not in found:  # first on sys.path wins, as at import
+            found[key] = version
+            requires[key] = needs
+    return dict(sorted(found.items())), requires
+
+
+def top_level(installed: dict[str, str], requires: dict[str, list[str]]) -> list[str]:
+    """The distributions no other installed distribution requires: what was installed on
+    purpose (``pip install scikit-learn``), not what came with it."""
+    required = {r for name, needs in requires.items() for r in needs if r != name}
+    return sorted(n for n in installed if n not in required)
+
+
+def tooling(installed: dict[str, str], requires: dict[str, list[str]]) -> list[str]:
+    """mlsnap, everything it requires (DVC and its own world), and the installers."""
+    todo = [n for n in ("mlsnap", *INSTALLERS) if n in installed]
+    seen = set(todo)
+    while todo:
+        for need in requires.get(todo.pop(), []):
+            if need in installed and need not in seen:
+                seen.add(need)
+                todo.append(need)
+    return sorted(seen)
 
 
 def accelerators() -> list[dict[str, str]]:
@@ -99,13 +138,16 @@ def accelerators() -> list[dict[str, str]]:
 
 
 def probe() -> dict[str, Any]:
+    installed, requires = distributions()
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "os": platform.platform(),
         "machine": platform.machine(),
-        "packages": packages(),
+        "packages": installed,
         "accelerators": accelerators(),
+        "top_level": top_level(installed, requires),
+        "tooling": tooling(installed, requires),
         "executable": sys.executable,
     }
 

@@ -64,7 +64,7 @@ def commit(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     cwd = _cwd(repo)
-    env = environment.this_process()
+    env = environment.training_process()
     return snapshot.commit(
         [os.fspath(p) for p in paths], data=[os.fspath(p) for p in data],
         param_files=params_files, metric_files=metrics_files, name=name, message=message,

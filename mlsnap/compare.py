@@ -17,6 +17,8 @@ from mlsnap.jsonout import jsonable
 from mlsnap.manifest import Manifest, Output, manifest_path
 
 MAX_CODE_LINES = 10
+MAX_FILE_LINES = 10  # files listed per directory in the text diff
+MAX_FILE_ENTRIES = 100  # ... and in the JSON diff
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,39 @@ class MetricDelta:
 
 
 @dataclass(frozen=True)
+class FileChanges:
+    """What changed inside a directory artifact or input, file by file (relative paths)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    error: str | None = None  # why the file lists could not be compared
+
+    @property
+    def count(self) -> int:
+        return len(self.added) + len(self.removed) + len(self.changed)
+
+    def marked(self) -> list[tuple[str, str]]:
+        """(mark, path) of every change, in path order."""
+        return sorted([("+", p) for p in self.added] + [("-", p) for p in self.removed]
+                      + [("~", p) for p in self.changed], key=lambda item: item[1])
+
+    def to_dict(self, limit: int = MAX_FILE_ENTRIES) -> dict[str, Any]:
+        shown = self.marked()[:limit]
+        return {"added": [p for m, p in shown if m == "+"],
+                "removed": [p for m, p in shown if m == "-"],
+                "changed": [p for m, p in shown if m == "~"],
+                "count": self.count, "shown": len(shown), "error": self.error}
+
+
+@dataclass(frozen=True)
 class OutputChange:
     path: str
     kind: str  # "artifact" or "data"
     status: str  # "added", "removed" or "changed"
     old: Output | None
     new: Output | None
+    files: FileChanges | None = None  # for directories: the files inside that changed
 
 
 @dataclass(frozen=True)
@@ -104,7 +133,9 @@ class SnapshotDiff:
             "metrics": [{"key": m.key, "old": m.old, "new": m.new, "delta": m.delta,
                          "relative": m.relative} for m in self.metrics],
             "outputs": [{"path": o.path, "kind": o.kind, "status": o.status,
-                         "old": out(o.old), "new": out(o.new)} for o in self.outputs],
+                         "old": out(o.old), "new": out(o.new),
+                         "files": o.files.to_dict() if o.files else None}
+                        for o in self.outputs],
             "data_hash": change(self.data_hash) if self.data_hash else None,
             "packages": [change(c) for c in self.packages],
             "platform": [change(c) for c in self.platform],
@@ -165,7 +196,52 @@ def metric_deltas(old: dict[str, Any], new: dict[str, Any]) -> list[MetricDelta]
     return deltas
 
 
-def output_changes(a: Manifest, b: Manifest) -> list[OutputChange]:
+def dir_listing(root: Path, md5: str) -> dict[str, str] | None:
+    """relpath -> md5 of a ``.dir`` object in the repository's own DVC cache, checked against
+    its hash; None when it is not there (a fresh clone before ``pull``) or does not match."""
+    import hashlib
+    import json
+
+    oid = md5.removesuffix(".dir")
+    cache = root / ".dvc" / "cache"
+    for path in (cache / "files" / "md5" / oid[:2] / f"{oid[2:]}.dir",  # DVC 3
+                 cache / oid[:2] / f"{oid[2:]}.dir"):  # DVC 2
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue
+        if hashlib.md5(raw).hexdigest() != oid:
+            return None
+        try:
+            entries = json.loads(raw)
+            return {str(e["relpath"]): str(e["md5"]) for e in entries}
+        except (ValueError, TypeError, KeyError):
+            return None
+    return None
+
+
+def file_changes(root: Path, old: Output | None, new: Output | None) -> FileChanges | None:
+    """The files inside a directory that were added, removed or changed (None: not a folder)."""
+    if not ((old and old.is_dir) or (new and new.is_dir)):
+        return None
+    sides: list[dict[str, str]] = []
+    for side in (old, new):
+        if side is None or not side.is_dir:
+            sides.append({})
+            continue
+        listing = dir_listing(root, side.md5)
+        if listing is None:
+            return FileChanges(error=f"the file list of {side.md5[:8]} is not in the local "
+                                     "cache; `mlsnap pull` (or `dvc fetch`) brings it")
+        sides.append(listing)
+    was, now = sides
+    return FileChanges(
+        added=tuple(sorted(p for p in now if p not in was)),
+        removed=tuple(sorted(p for p in was if p not in now)),
+        changed=tuple(sorted(p for p in now if p in was and was[p] != now[p])))
+
+
+def output_changes(a: Manifest, b: Manifest, root: Path | None = None) -> list[OutputChange]:
     def index(m: Manifest) -> dict[str, tuple[str, Output]]:
         return {**{o.path: ("data", o) for o in m.inputs},
                 **{o.path: ("artifact", o) for o in m.artifacts}}
@@ -175,12 +251,13 @@ def output_changes(a: Manifest, b: Manifest) -> list[OutputChange]:
     for path in sorted(set(old) | set(new)):
         kind = (new.get(path) or old[path])[0]
         was, now = (old[path][1] if path in old else None), (new[path][1] if path in new else None)
+        files = file_changes(root, was, now) if root is not None else None
         if was is None:
-            changes.append(OutputChange(path, kind, "added", None, now))
+            changes.append(OutputChange(path, kind, "added", None, now, files))
         elif now is None:
-            changes.append(OutputChange(path, kind, "removed", was, None))
+            changes.append(OutputChange(path, kind, "removed", was, None, files))
         elif was.md5 != now.md5:
-            changes.append(OutputChange(path, kind, "changed", was, now))
+            changes.append(OutputChange(path, kind, "changed", was, now, files))
     return changes
 
 
@@ -212,7 +289,7 @@ def compare(a: Manifest, b: Manifest, side_a: Side, side_b: Side,
         name=b.name, a=side_a, b=side_b,
         params=_changes(flatten(a.params), flatten(b.params)),
         metrics=metric_deltas(a.metrics, b.metrics),
-        outputs=output_changes(a, b), data_hash=data_hash,
+        outputs=output_changes(a, b, root), data_hash=data_hash,
         packages=_changes(ea.packages, eb.packages), platform=platform, code=code,
     )
 
@@ -307,6 +384,8 @@ def render(d: SnapshotDiff) -> str:
             now = f"{o.new.md5[:8]} ({_size(o.new.size)})" if o.new else ""
             body = f"{was} -> {now}" if o.old and o.new else (was or now)
             lines.append(f"  {_mark_status(o.status)} {o.path} [{o.kind}]: {body}")
+            if o.files is not None:
+                lines += _file_lines(o.files)
         if d.data_hash:
             lines.append(f"  ~ data hash: {_value(d.data_hash.old)} -> {_value(d.data_hash.new)}")
     if d.packages or d.platform:
@@ -325,6 +404,23 @@ def render(d: SnapshotDiff) -> str:
     if d.same:
         lines.append("no differences")
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """A name from a ``.dir`` listing (anyone's) never puts control characters on a terminal."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def _file_lines(files: FileChanges) -> list[str]:
+    if files.error:
+        return [f"      ({files.error})"]
+    marked = files.marked()
+    lines = [f"      {mark} {_printable(path)}" for mark, path in marked[:MAX_FILE_LINES]]
+    if len(marked) > MAX_FILE_LINES:
+        lines.append(f"      ... and {len(marked) - MAX_FILE_LINES} more file(s) "
+                     f"({len(files.added)} added, {len(files.removed)} removed, "
+                     f"{len(files.changed)} changed; --json lists up to {MAX_FILE_ENTRIES})")
+    return lines
 
 
 def _mark(c: Change) -> str:

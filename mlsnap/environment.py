@@ -30,9 +30,13 @@ class Environment:
     machine: str
     packages: dict[str, str] = field(default_factory=dict)
     accelerators: list[dict[str, Any]] = field(default_factory=list)
+    # What the training used, for the drift report (all optional: older manifests lack them).
+    imported: list[str] | None = None  # distributions the training process imported (API)
+    top_level: list[str] | None = None  # distributions no other installed one requires
+    tooling: list[str] | None = None  # mlsnap, what it requires, and the installers
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "python": self.python,
             "implementation": self.implementation,
             "os": self.os,
@@ -40,6 +44,19 @@ class Environment:
             "packages": dict(sorted(self.packages.items())),
             "accelerators": list(self.accelerators),
         }
+        for key in ("imported", "top_level", "tooling"):
+            if getattr(self, key) is not None:
+                doc[key] = list(getattr(self, key))
+        return doc
+
+    def used(self) -> list[str] | None:
+        """The recorded packages the training used: those it imported when known, else the
+        top-level ones; mlsnap's own tooling left out. None when the record cannot tell."""
+        chosen = self.imported if self.imported is not None else self.top_level
+        if chosen is None:
+            return None
+        tooling = set(self.tooling or ())
+        return sorted(n for n in chosen if n not in tooling and n in self.packages)
 
 
 def interpreter(python: str | None = None) -> str | None:
@@ -68,6 +85,27 @@ def this_process() -> Environment:
     return _from_probe(probe())
 
 
+def training_process() -> Environment:
+    """``this_process()`` plus the distributions this process has imported: called from the
+    training script (the Python API), that is exactly what the training used."""
+    import dataclasses
+
+    return dataclasses.replace(this_process(), imported=imported_distributions())
+
+
+def imported_distributions() -> list[str]:
+    """Installed distributions whose top-level modules this process imported."""
+    import importlib.metadata
+
+    from mlsnap._envprobe import _normalize
+
+    stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
+    modules = {m for m in list(sys.modules) if "." not in m and not m.startswith("_")
+               and m not in stdlib}
+    owners = importlib.metadata.packages_distributions()
+    return sorted({_normalize(d) for m in modules for d in owners.get(m, [])})
+
+
 def capture(python: str | None = None) -> Environment:
     """Describe the training interpreter (see ``interpreter``)."""
     exe = interpreter(python)
@@ -88,6 +126,8 @@ def _from_probe(raw: dict[str, Any]) -> Environment:
         os=raw["os"], machine=raw["machine"],
         packages={k: redact_text(v) for k, v in raw["packages"].items()},
         accelerators=raw["accelerators"],
+        top_level=raw.get("top_level"),  # an older mlsnap's probe file may not say
+        tooling=raw.get("tooling"),
     )
 
 
@@ -132,12 +172,17 @@ class Drift:
     changed: dict[str, tuple[str, str]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
+    # From the record: what the training used (None: the record cannot tell) and mlsnap's own.
+    used: frozenset[str] | None = None
+    tooling: frozenset[str] = frozenset()
+    imported: bool = False  # ``used`` is what the training imported (not the top-level guess)
 
     def __bool__(self) -> bool:
         return bool(self.python or self.implementation or self.machine or self.changed
                     or self.missing or self.extra)
 
     def to_dict(self) -> dict[str, Any]:
+        differ = sorted({*self.changed, *self.missing, *self.extra})
         return {
             "python": list(self.python) if self.python else None,
             "implementation": list(self.implementation) if self.implementation else None,
@@ -145,29 +190,56 @@ class Drift:
             "changed": {k: {"recorded": a, "current": b} for k, (a, b) in self.changed.items()},
             "missing": self.missing,
             "extra": self.extra,
+            "used": None if self.used is None else [n for n in differ if n in self.used],
+            "tooling": [n for n in differ if n in self.tooling],
         }
 
     def table(self, limit: int = 20) -> str:
-        """A compact, aligned table: what, recorded, current."""
-        rows: list[tuple[str, str, str]] = []
-        for label, pair in (("python", self.python), ("implementation", self.implementation),
-                            ("machine", self.machine)):
-            if pair:
-                rows.append((label, pair[0], pair[1]))
-        rows += [(name, a, b) for name, (a, b) in sorted(self.changed.items())]
-        rows += [(name, v, "(missing)") for name, v in sorted(self.missing.items())]
-        rows += [(name, "(not recorded)", v) for name, v in sorted(self.extra.items())]
-        if not rows:
+        """A compact, aligned table: what, recorded, current.
+
+        The packages the training used come first, then Python and the platform, then one
+        line counting the rest (mlsnap's own tooling apart). A record that cannot tell what
+        was used (an older manifest) lists every package, platform first.
+        """
+        platform = [(label, pair[0], pair[1]) for label, pair in (
+            ("python", self.python), ("implementation", self.implementation),
+            ("machine", self.machine)) if pair]
+        packages = [(name, a, b) for name, (a, b) in sorted(self.changed.items())]
+        packages += [(name, v, "(missing)") for name, v in sorted(self.missing.items())]
+        packages += [(name, "(not recorded)", v) for name, v in sorted(self.extra.items())]
+        if not platform and not packages:
             return "environment: matches the snapshot"
-        shown = rows[:limit]
-        width = [max(len(r[i]) for r in shown + [("package", "recorded", "current")])
-                 for i in range(3)]
-        lines = [(f"environment drift: {len(self.changed)} changed, {len(self.missing)} missing, "
-                  f"{len(self.extra)} extra package(s)")]
-        for r in [("package", "recorded", "current"), *shown]:
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip())
-        if len(rows) > limit:
-            lines.append(f"  ... and {len(rows) - limit} more (mlsnap status --json lists all)")
+        header = (f"environment drift: {len(self.changed)} changed, {len(self.missing)} missing, "
+                  f"{len(self.extra)} extra package(s)")
+        if self.used is None:
+            rows = platform + packages
+            shown, rest = rows[:limit], rows[limit:]
+            tail = (f"  ... and {len(rest)} more (mlsnap status --json lists all)"
+                    if rest else None)
+        else:
+            used = [r for r in packages if r[0] in self.used]
+            others = [r for r in packages if r[0] not in self.used]
+            header += (f"; {len(used)} of them imported by the training" if self.imported else
+                       f"; {len(used)} of them installed on purpose (no other package "
+                       "requires them)")
+            shown = used[:limit] + platform
+            rest = used[limit:] + others
+            tooling = sum(1 for r in rest if r[0] in self.tooling)
+            tail = None
+            if rest:
+                tail = (f"  ... and {len(rest)} more package(s) the training did not import or "
+                        "install on purpose" if not tooling else
+                        f"  ... and {len(rest)} more package(s): {tooling} of mlsnap's own "
+                        f"tooling (DVC and its dependencies), {len(rest) - tooling} other(s)")
+                tail += " (mlsnap status --json lists all)"
+        lines = [header]
+        if shown:
+            width = [max(len(r[i]) for r in shown + [("package", "recorded", "current")])
+                     for i in range(3)]
+            for r in [("package", "recorded", "current"), *shown]:
+                lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip())
+        if tail:
+            lines.append(tail)
         return "\n".join(lines)
 
 
@@ -177,6 +249,7 @@ def drift(recorded: Environment, current: Environment) -> Drift:
     def pair(a: str, b: str) -> tuple[str, str] | None:
         return (a, b) if a != b else None
 
+    used = recorded.used()
     return Drift(
         python=pair(recorded.python, current.python),
         implementation=pair(recorded.implementation, current.implementation),
@@ -184,4 +257,7 @@ def drift(recorded: Environment, current: Environment) -> Drift:
         changed={k: (rec[k], cur[k]) for k in rec if k in cur and rec[k] != cur[k]},
         missing={k: rec[k] for k in rec if k not in cur},
         extra={k: cur[k] for k in cur if k not in rec},
+        used=None if used is None else frozenset(used),
+        tooling=frozenset(recorded.tooling or ()),
+        imported=recorded.imported is not None,
     )

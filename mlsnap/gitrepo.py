@@ -129,9 +129,27 @@ def modified_tracked(root: Path) -> list[str]:
 
 
 def diff_head(root: Path, exclude: Iterable[str] = ()) -> bytes:
-    """The uncommitted diff of tracked files against HEAD, binary-safe."""
+    """The uncommitted diff of tracked files against HEAD, binary-safe, with each dirty
+    submodule's own diff (its paths prefixed), where Git alone would only say ``-dirty``."""
     specs = [f":(exclude){p}" for p in exclude]
-    return run(root, ["diff", "HEAD", "--binary", "--", ".", *specs]).stdout
+    diff = run(root, ["diff", "HEAD", "--binary", "--ignore-submodules=dirty", "--", ".",
+                      *specs]).stdout
+    for sub in submodules(root):
+        proc = run(root / sub, ["diff", "HEAD", "--binary", f"--src-prefix=a/{sub}/",
+                                f"--dst-prefix=b/{sub}/"], check=False)
+        diff += proc.stdout if proc.returncode == 0 else b""
+    return diff
+
+
+def submodules(root: Path) -> list[str]:
+    """Paths of the checked-out submodules named in ``.gitmodules`` (no process without one)."""
+    if not (root / ".gitmodules").is_file():
+        return []
+    proc = run(root, ["config", "--file", ".gitmodules", "--get-regexp", r"^submodule\..*\.path$"],
+               check=False)
+    paths = [line.split(" ", 1)[1] for line in proc.stdout.decode(errors="replace").splitlines()
+             if " " in line]
+    return [p for p in paths if (root / p / ".git").exists()]
 
 
 def tracked(root: Path, paths: Sequence[str]) -> list[str]:

@@ -217,6 +217,34 @@ def log_and_beyond(root: Path, name: str | None = None, limit: int | None = None
     return (kept[:limit] if limit is not None else kept), beyond
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A file in the workspace that a snapshot recorded but no snapshot at HEAD names (a
+    ``git checkout`` removes the ``.dvc`` pointer and leaves the DVC-tracked bytes)."""
+
+    path: str
+    name: str  # the newest snapshot, on any branch or tag, that records it
+    commit: str
+
+
+def leftovers(root: Path, at_head: Sequence[Manifest]) -> list[Leftover]:
+    """Files of other snapshots still in the workspace: one ``git log --all`` over the
+    manifests (parsed once, cached by blob id), then a ``stat`` per recorded path."""
+    named = {o.path for m in at_head for o in m.outputs}
+
+    def covered(path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") or p.startswith(path + "/")
+                   for p in named)
+
+    found: dict[str, Leftover] = {}
+    for entry in _entries(root, _walk(root, None, True), {}):
+        for o in entry.manifest.outputs if entry.manifest else ():
+            if o.path not in found and not covered(o.path) and (root / o.path).exists():
+                found[o.path] = Leftover(o.path, entry.name, entry.commit)
+    in_git = set(gitrepo.tracked(root, sorted(found)))
+    return [found[p] for p in sorted(found) if p not in in_git]
+
+
 def shallow_commits(root: Path) -> set[str]:
     """The commits where a shallow clone's history is cut (no process: ``.git/shallow``)."""
     try:

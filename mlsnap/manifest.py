@@ -442,6 +442,12 @@ def from_dict(doc: Any, source: str) -> Manifest:
         if not isinstance(pkg, str) or not isinstance(ver, str):
             raise c.fail("environment.packages", f"{pkg!r}: name and version must be strings")
     accelerators = c.typed(env_doc.get("accelerators", []) or [], "environment.accelerators", list)
+    used: dict[str, list[str] | None] = {}
+    for key in ("imported", "top_level", "tooling"):  # optional: added after schema 1 began
+        names = c.typed(env_doc.get(key), f"environment.{key}", list, type(None))
+        if names is not None and not all(isinstance(n, str) for n in names):
+            raise c.fail(f"environment.{key}", "expected a list of package names")
+        used[key] = names
     env = Environment(
         python=str(c.typed(env_doc["python"], "environment.python", str)),
         implementation=c.typed(env_doc["implementation"], "environment.implementation", str),
@@ -449,6 +455,7 @@ def from_dict(doc: Any, source: str) -> Manifest:
         machine=c.typed(env_doc["machine"], "environment.machine", str),
         packages=packages,
         accelerators=accelerators,
+        **used,
     )
     return Manifest(name=name, created=created, message=message,
                     code=Code(commit, branch, dirty, patch), data_hash=data_hash, inputs=inputs,

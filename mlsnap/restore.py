@@ -10,7 +10,7 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlsnap import environment, journal, pathsafety, store, workspace
 from mlsnap.environment import Drift, Environment
@@ -52,11 +52,14 @@ class StatusReport:
     drift: dict[str, Drift]
     # Not on the remote and not (in full) in this cache: neither pull nor push here can help.
     nowhere: list[str] = field(default_factory=list)
+    # Files of other snapshots in the workspace that no snapshot at HEAD names (history.Leftover)
+    leftover: list[Any] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         # A remote that could not be asked is not known to hold the bytes: not clean.
-        return not (self.modified or self.missing or self.not_on_remote or self.remote_error)
+        return not (self.modified or self.missing or self.not_on_remote or self.remote_error
+                    or self.leftover)
 
 
 def _objects(repo: Repo, md5: str, path: str = "") -> list[tuple[str, str]]:
@@ -267,5 +270,8 @@ def status(name: str | None = None, *, python: str | None = None, remote: str | 
         nowhere = [p for p in not_on_remote if not store.cached_fully(repo, md5s[p])]
     current_env = environment.capture(python)
     drift = {m.name: environment.drift(m.environment, current_env) for m in manifests}
+    from mlsnap.history import leftovers  # the whole workspace: only without --name
+
+    left = leftovers(root, manifests) if name is None else []
     return StatusReport(manifests, modified, missing, not_on_remote, remote_error, drift,
-                        nowhere)
+                        nowhere, left)

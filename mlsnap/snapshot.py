@@ -429,6 +429,12 @@ def _check_paths(root: Path, artifacts: list[str], inputs: list[str],
                                "`mlsnap pull` restores it, or name what to record (--forget "
                                "reuses nothing)")
             raise BadInput(p, "no such file or directory")
+        nested = workspace.nested_repository(root, p)
+        if nested is not None:
+            where = "is" if nested == p else f"is inside {nested},"
+            raise BadInput(p, f"{where} a Git submodule (or nested repository) with its own "
+                           f"history; snapshot it there (`cd {nested} && mlsnap init`) or move "
+                           "it into this repository")
         top = p.split("/")[0]
         if top in (".git", ".dvc", MANIFEST_DIR):
             raise BadInput(p, f"is inside {top}/, which mlsnap manages; track your own files")

@@ -102,6 +102,20 @@ def to_repo_path(root: Path, user_path: str, cwd: Path | None = None) -> str:
     return rel
 
 
+def nested_repository(root: Path, rel: str) -> str | None:
+    """The submodule (or other nested Git repository) that holds ``rel``, or None.
+
+    Its files belong to that repository: Git refuses to add a ``.dvc`` pointer there, so a
+    snapshot must not start on one. No process: a nested work tree has its own ``.git``.
+    """
+    parts = rel.split("/")
+    for i in range(1, len(parts) + 1):
+        folder = "/".join(parts[:i])
+        if (root / folder / ".git").exists():
+            return folder
+    return None
+
+
 def unfinished(root: Path, manifests: list[Manifest]) -> list[str]:
     """Manifests and ``.dvc`` pointers that differ from HEAD (or are new): the trace of an
     ``mlsnap commit`` killed between writing them and its Git commit."""

@@ -53,6 +53,56 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
+def wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
+    """A real (tiny) wheel of the distribution ``name``: one module, metadata, RECORD."""
+    import base64
+    import zipfile
+
+    stem = f"{name.replace('-', '_')}-{version}"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    files = {
+        f"{name.replace('-', '_')}.py": "VALUE = 1\n",
+        f"{stem}.dist-info/METADATA": meta,
+        f"{stem}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                   "Tag: py3-none-any\n",
+    }
+    record = []
+    for fname, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{fname},sha256={digest.decode()},{len(text)}")
+    record.append(f"{stem}.dist-info/RECORD,,")
+    path = folder / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for fname, text in files.items():
+            zf.writestr(fname, text)
+        zf.writestr(f"{stem}.dist-info/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+def venv(folder: Path, *wheels: Path, see_this_environment: bool = False) -> Path:
+    """A real virtualenv (no pip) with ``wheels`` installed; its python.
+
+    ``see_this_environment`` adds a ``.pth`` line naming this interpreter's site-packages, so
+    the new environment holds everything installed here (mlsnap, DVC, ...) as well.
+    """
+    import site
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    if wheels:
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                        "--no-index", "--no-deps", *map(str, wheels)], check=True)
+    if see_this_environment:
+        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        purelib = subprocess.run([str(python), "-c", code], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+        here = {sysconfig.get_paths()["purelib"], *site.getsitepackages()}
+        (Path(purelib) / "this-environment.pth").write_text("\n".join(sorted(here)) + "\n")
+    return python
+
+
 def make_project(root: Path, remote: Path | None = None, init: bool = True) -> Path:
     """A real Git repo with code, params and data committed; mlsnap-initialized."""
     root.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,7 @@ def _record_a_package_this_environment_lacks(project: Path) -> None:
     manifest = project / ".mlsnap" / "model.yaml"
     doc = yaml.safe_load(manifest.read_text())
     doc["environment"]["packages"]["only-on-the-training-box"] = "1.0"
+    doc["environment"]["top_level"].append("only-on-the-training-box")
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
     git(project, "commit", "-qm", "trained elsewhere", "--", ".mlsnap/model.yaml")
 

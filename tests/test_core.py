@@ -89,7 +89,7 @@ def test_manifest_keys_follow_the_schema_order(project: Path) -> None:
                          "params", "metrics", "environment"]
     assert list(doc["code"]) == ["commit", "branch", "dirty", "patch"]
     assert list(doc["environment"]) == ["python", "implementation", "os", "machine", "packages",
-                                        "accelerators"]
+                                        "accelerators", "top_level", "tooling"]
     data_dir = doc["data"]["inputs"][0]
     assert data_dir["path"] == "data" and data_dir["md5"].endswith(".dir")
     assert data_dir["nfiles"] == 1
@@ -441,3 +441,79 @@ def test_commit_and_tag_without_git_identity_change_nothing(
     assert git(project, "rev-parse", "HEAD") == head and git(project, "tag") == ""
     assert tree_digest(project) == before
     assert git(project, "status", "--porcelain") == ""
+
+
+# --------------------------------------------------------------------------- checkout leftovers
+
+
+def test_checkout_of_a_commit_without_snapshot_b_reports_its_file_as_leftover(
+        project: Path) -> None:
+    (project / "models").mkdir()
+    (project / "models" / "a.bin").write_bytes(b"model a")
+    mlsnap(project, "commit", "models/a.bin", "--name", "a")
+    only_a = git(project, "rev-parse", "HEAD")
+    (project / "models" / "b.bin").write_bytes(b"model b")
+    mlsnap(project, "commit", "models/b.bin", "--name", "b")
+    b_commit = git(project, "rev-parse", "HEAD")
+    git(project, "checkout", "-q", only_a)
+    assert (project / "models" / "b.bin").exists()  # Git removed the pointer, not the bytes
+
+    status = mlsnap(project, "status", check=3)
+    assert (f"leftover: models/b.bin (a file of snapshot b at {b_commit[:7]}; no snapshot at "
+            "HEAD names it") in status.stdout
+    assert status.stdout.splitlines()[-1] == "not clean: 1 leftover (snapshot a)"
+    report = json.loads(mlsnap(project, "status", "--json", check=3).stdout)
+    assert report["leftover"] == [{"path": "models/b.bin", "snapshot": "b", "commit": b_commit}]
+    pulled = mlsnap(project, "pull").stdout
+    assert "note: models/b.bin is a file of snapshot b" in pulled
+    assert (project / "models" / "b.bin").read_bytes() == b"model b"  # never deleted for you
+    assert mlsnap(project, "status", "--name", "a").returncode == 0  # one snapshot's view
+    (project / "models" / "b.bin").unlink()
+    assert mlsnap(project, "status").stdout.startswith("clean: ")
+
+
+# --------------------------------------------------------------------------- submodules
+
+
+def _with_submodule(project: Path, tmp_path: Path) -> Path:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    git(lib, "init", "-q", "-b", "main")
+    (lib / "lib.py").write_text("def f():\n    return 1\n")
+    git(lib, "add", "-A")
+    git(lib, "commit", "-qm", "lib")
+    git(project, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib),
+        "libsub")
+    git(project, "commit", "-qm", "add the submodule")
+    return project / "libsub"
+
+
+def test_paths_inside_a_submodule_are_refused_before_anything_is_written(
+        project: Path, tmp_path: Path) -> None:
+    sub = _with_submodule(project, tmp_path)
+    (sub / "w.bin").write_bytes(b"weights inside the submodule")
+    before, head = tree_digest(project), git(project, "rev-parse", "HEAD")
+    status = git(project, "status", "--porcelain=v2")
+    for path in ("libsub/w.bin", "libsub"):
+        proc = mlsnap(project, "commit", path, check=1)
+        assert "Git submodule" in proc.stderr and "cd libsub && mlsnap init" in proc.stderr
+        assert proc.stderr.count("\n") == 1
+    assert tree_digest(project) == before and git(project, "rev-parse", "HEAD") == head
+    assert git(project, "status", "--porcelain=v2") == status
+    proc = mlsnap(project, "status", "--no-remote", check=1)
+    assert "no snapshot found" in proc.stderr and "did not finish" not in proc.stderr
+
+
+def test_allow_dirty_records_a_dirty_submodule_s_own_diff(project: Path, tmp_path: Path) -> None:
+    sub = _with_submodule(project, tmp_path)
+    (sub / "lib.py").write_text("def f():\n    return 2\n")
+    (project / "m.bin").write_bytes(b"weights")
+    proc = mlsnap(project, "commit", "m.bin", "--no-push", check=1)
+    assert "libsub" in proc.stderr and "--allow-dirty" in proc.stderr
+    mlsnap(project, "commit", "m.bin", "--no-push", "--allow-dirty")
+    patch = (project / ".mlsnap" / "patches" / "model.patch").read_text()
+    assert "+    return 2" in patch and "b/libsub/lib.py" in patch
+    assert "-dirty" not in patch
+    # The patch puts the change back on a clean checkout of the code commit.
+    (sub / "lib.py").write_text("def f():\n    return 1\n")
+    git(project, "apply", "--check", ".mlsnap/patches/model.patch")

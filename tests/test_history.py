@@ -392,6 +392,46 @@ def test_diff_default_compares_head_with_the_previous_snapshot(copy: Repo) -> No
     assert d["params"]["changed"] == [{"key": "lr", "old": 0.05, "new": 0.5}]
 
 
+def test_diff_of_a_folder_names_the_files_added_removed_and_changed_inside(copy: Repo) -> None:
+    root = copy.root
+    (root / "tok" / "vocab.txt").write_text("a\nb\nc\nd\n")  # changed
+    (root / "tok" / "merges.txt").unlink()  # removed
+    (root / "tok" / "config.json").write_text("{}\n")  # added
+    mlsnap(root, "commit", "tok", "--name", "tokenizer", "--no-push")
+    text = mlsnap(root, "diff", "--name", "tokenizer").stdout.splitlines()
+    at = text.index(next(line for line in text if line.startswith("  ~ tok [artifact]")))
+    assert text[at + 1:at + 4] == ["      + config.json", "      - merges.txt",
+                                   "      ~ vocab.txt"]
+    files = _json(mlsnap(root, "diff", "--name", "tokenizer", "--json"))["outputs"][0]["files"]
+    assert files == {"added": ["config.json"], "removed": ["merges.txt"],
+                     "changed": ["vocab.txt"], "count": 3, "shown": 3, "error": None}
+    # An input folder too: data/train.csv grew between s1 and s2.
+    text = mlsnap(root, "diff", copy.sha["s1"], copy.sha["s2"]).stdout
+    assert "  ~ data [data]:" in text and "      ~ train.csv" in text
+
+
+def test_diff_of_a_folder_caps_the_file_list_with_a_count(copy: Repo) -> None:
+    root = copy.root
+    for i in range(15):
+        (root / "tok" / f"shard-{i:02d}.bin").write_bytes(bytes([i]) * 10)
+    mlsnap(root, "commit", "tok", "--name", "tokenizer", "--no-push")
+    text = mlsnap(root, "diff", "--name", "tokenizer").stdout.splitlines()
+    listed = [line for line in text if line.startswith("      + ")]
+    assert len(listed) == 10
+    assert "      ... and 5 more file(s) (15 added, 0 removed, 0 changed; --json lists up to " \
+           "100)" in text
+
+
+def test_diff_of_a_folder_in_a_fresh_clone_says_where_the_file_list_is(copy: Repo,
+                                                                      tmp_path: Path) -> None:
+    (copy.root / "tok" / "vocab.txt").write_text("z\n")
+    mlsnap(copy.root, "commit", "tok", "--name", "tokenizer", "--no-push")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(copy.root), str(clone))
+    out = mlsnap(clone, "diff", "--name", "tokenizer").stdout
+    assert "~ tok [artifact]" in out and "is not in the local cache; `mlsnap pull`" in out
+
+
 def test_diff_against_the_malformed_manifest_fails_with_the_manifest_error(repo: Repo) -> None:
     proc = mlsnap(repo.root, "diff", "--name", "model", check=1)  # s4's previous is the broken one
     assert "invalid manifest" in proc.stderr and "Traceback" not in proc.stderr

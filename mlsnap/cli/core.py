@@ -214,6 +214,13 @@ def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
                    f"up to date, all verified against .mlsnap/{m.name}.yaml")
         for p in restored:
             say(f"  restored {p}")
+    if name is None:
+        from mlsnap import history, workspace
+
+        root = workspace.find_root()
+        for left in history.leftovers(root, result.manifests):
+            say(f"note: {left.path} is a file of snapshot {left.name} at "
+                       f"{left.commit[:7]}, and no snapshot at HEAD names it (left in place)")
     if result.pickles:
         say("note: a matching hash proves these pickled files are intact, not that they "
                    "are safe to load; load pickles only from people you trust "
@@ -251,6 +258,8 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
             "modified": report.modified, "missing": report.missing,
             "not_on_remote": report.not_on_remote, "nowhere": report.nowhere,
             "remote_error": report.remote_error,
+            "leftover": [{"path": x.path, "snapshot": x.name, "commit": x.commit}
+                         for x in report.leftover],
             "drift": {k: v.to_dict() for k, v in report.drift.items()},
         })
     else:
@@ -267,6 +276,10 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
                            "run `mlsnap push` in a clone that has the bytes)")
             else:
                 say(f"not on remote: {path} (run `mlsnap push`)")
+        for left in report.leftover:
+            say(f"leftover: {left.path} (a file of snapshot {left.name} at "
+                       f"{left.commit[:7]}; no snapshot at HEAD names it; it stays until you "
+                       "delete it or check out a commit that records it)")
         if report.remote_error:
             say(f"warning: could not check the remote: {report.remote_error}")
         for drift in report.drift.values():
@@ -281,7 +294,7 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
                 (report.modified, "modified"),
                 ([p for p in report.missing if p not in lost], "missing"),
                 ([p for p in report.not_on_remote if p not in lost], "not on remote"),
-                (sorted(lost), "lost here")) if items]
+                (sorted(lost), "lost here"), (report.leftover, "leftover")) if items]
             if report.remote_error:
                 why.append("the remote could not be checked")
             if strict_env and drifted:
