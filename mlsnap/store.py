@@ -64,14 +64,18 @@ def open_repo(root: Path) -> Iterator[Repo]:
         repo = Repo(os.fspath(root))
     except DvcException as exc:
         raise MlsnapError(f"{root}: DVC cannot open the repository: {describe(exc)}") from None
-    # DVC resolves targets against the working directory; ours are relative to the root.
-    start = os.getcwd()
-    os.chdir(root)
+    # DVC resolves relative targets against the working directory; every target mlsnap passes
+    # is made absolute (``_at_root``) instead, so the caller's working directory never moves
+    # (a training script calling the API may have threads reading relative paths).
     try:
         yield repo
     finally:
-        os.chdir(start)
         repo.close()
+
+
+def _at_root(repo: Repo, paths: Sequence[str]) -> list[str]:
+    """Repo-relative ``paths`` as absolute paths, the form DVC resolves the same from anywhere."""
+    return [os.path.join(repo.root_dir, p) for p in paths]
 
 
 def _repair_rwlock(root: Path) -> None:
@@ -246,7 +250,7 @@ def add(repo: Repo, paths: Sequence[str]) -> dict[str, Output]:
         # relink=False: DVC copies the files into the cache and leaves the workspace alone. Its
         # default deletes each file and copies it back from the cache, so a kill in between lost
         # the freshly trained model; with a copy cache the relink gains nothing anyway.
-        stages = repo.add(list(paths), relink=False)
+        stages = repo.add(_at_root(repo, paths), relink=False)
     except DvcException as exc:
         raise MlsnapError(f"DVC could not track {', '.join(paths)}: {describe(exc)}") from None
     except OSError as exc:
@@ -325,7 +329,7 @@ def push(repo: Repo, tracked: Sequence[tuple[str, str]], *, jobs: int | None = N
     name = remote or default_remote(repo)[0] or "default"
     try:
         probe_remote(repo, remote, create=True)
-        sent = int(repo.push(targets=[dvc_file(p) for p, _ in tracked], jobs=jobs,
+        sent = int(repo.push(targets=_at_root(repo, [dvc_file(p) for p, _ in tracked]), jobs=jobs,
                              remote=remote))
         return sent + _fill_gaps(repo, tracked, name, remote, jobs)
     except MlsnapError:
@@ -435,7 +439,7 @@ def fetch(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
     try:
         # DVC reports a refused login or a dead server as "missing files": ask first.
         probe_remote(repo, remote)
-        return int(repo.fetch(targets=list(targets), jobs=jobs, remote=remote)), []
+        return int(repo.fetch(targets=_at_root(repo, targets), jobs=jobs, remote=remote)), []
     except DownloadError as exc:
         return 0, [f"{exc.amount} object(s)"]
     except Exception as exc:  # noqa: BLE001 - as in push
@@ -446,7 +450,7 @@ def checkout(repo: Repo, targets: Sequence[str]) -> None:
     from dvc.exceptions import DvcException
 
     try:
-        repo.checkout(targets=list(targets), force=True)
+        repo.checkout(targets=_at_root(repo, targets), force=True)
     except DvcException as exc:
         raise MlsnapError(f"DVC could not restore {', '.join(targets)}: {describe(exc)}") from None
 
@@ -690,8 +694,10 @@ def fetch_at(repo: Repo, rev: str, targets: Sequence[str], *, jobs: int | None =
     name = remote or default_remote(repo)[0] or "default"
     try:
         probe_remote(repo, remote)  # a refused login or a dead server is not "missing objects"
-        return int(repo.fetch(targets=list(targets), revs=[rev], workspace=False, jobs=jobs,
-                              remote=remote))
+        # Read from Git objects, the tree's root is "/" (DVC's Git filesystem); a relative
+        # target would start at the process's working directory.
+        return int(repo.fetch(targets=["/" + t for t in targets], revs=[rev], workspace=False,
+                              jobs=jobs, remote=remote))
     except DownloadError:
         return 0
     except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -49,8 +51,26 @@ def test_the_api_works_from_a_subfolder_and_leaves_the_cwd_alone(
         project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     train(project)
     monkeypatch.chdir(project / "data")
-    result = mlsnap.commit("../model.pkl", data=["train.csv"], metrics={"accuracy": 0.9},
-                           params={"optimizer": {"name": "adam"}}, message="first")
+    # A training script's other threads (data loaders) keep reading relative paths while the
+    # API works: the working directory must not move even for a moment.
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.add(os.getcwd())
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = mlsnap.commit("../model.pkl", data=["train.csv"], metrics={"accuracy": 0.9},
+                               params={"optimizer": {"name": "adam"}}, message="first")
+        mlsnap.pull()
+    finally:
+        done.set()
+        watcher.join(timeout=10)
+    assert seen == {str(project / "data")}, seen
     assert Path.cwd() == project / "data"
     assert [o.path for o in result.manifest.artifacts] == ["model.pkl"]
     assert [o.path for o in result.manifest.inputs] == ["data/train.csv"]

@@ -145,3 +145,20 @@ def test_commit_without_name_beside_other_snapshots_hints_and_never_steals_a_pat
     out = mlsnap(project, "commit", "c.bin", "--no-push").stdout
     assert "recorded as 'model' (the default name)" in out and "also has a, b" in out
     assert "--name" in out
+
+
+def test_get_pull_and_status_work_from_a_subfolder_of_a_fresh_clone(project: Path,
+                                                                    tmp_path: Path) -> None:
+    (project / "models").mkdir()
+    (project / "models" / "m.bin").write_bytes(b"weights\n" * 50)
+    mlsnap(project, "commit", "models/m.bin", "-M", "one")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    deep = clone / "notebooks" / "week1"
+    deep.mkdir(parents=True)
+    out = mlsnap(deep, "get", "HEAD", "-o", str(tmp_path / "out"))
+    assert "all verified" in out.stdout
+    assert (tmp_path / "out" / "models" / "m.bin").read_bytes() == b"weights\n" * 50
+    mlsnap(deep, "pull")
+    assert (clone / "models" / "m.bin").read_bytes() == b"weights\n" * 50
+    assert "clean" in mlsnap(deep, "status").stdout
