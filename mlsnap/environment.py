@@ -15,7 +15,10 @@ from typing import Any
 from mlsnap.errors import BadInput
 
 # The secret rules live in mlsnap.redaction; these names stay importable from here.
-from mlsnap.redaction import REDACTED, env_secrets, redact, redact_text, scan  # noqa: F401
+from mlsnap.redaction import REDACTED, env_secrets, redact, redact_text, scan
+
+__all__ = ["REDACTED", "Drift", "Environment", "capture", "drift", "env_secrets", "interpreter",
+           "redact", "redact_text", "requirements", "scan", "this_process"]
 
 
 @dataclass(frozen=True)
