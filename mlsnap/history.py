@@ -17,7 +17,7 @@ from typing import Any
 
 from mlsnap import gitrepo, journal, pathsafety, workspace
 from mlsnap.blobs import Cache, Seen, parse
-from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, MissingObjects, NoSnapshot
+from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
 from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
 
 # `name@v1.2.0`: the Git-tag model-registry form (see snapshot.tag_name).
@@ -452,15 +452,13 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
         op.save()
         journal.remove_partials(intent)
 
-        # Not wholly cached (a listing without all its files is dropped, to be fetched again).
-        need = [store.dvc_file(o.path) for o in artifacts
-                if not store.complete_in_cache(repo, o.md5)]
-        # Listings first, each checked before DVC reads it (it fetches what a listing names).
-        dirs = [(o.path, o.md5) for o in artifacts if o.is_dir and not store.in_cache(repo, o.md5)]
-        lacking = store.fetch_listings(repo, dirs, remote=remote)
-        if lacking:
-            raise MissingObjects(lacking, remote or store.default_remote(repo)[0] or "default")
-        fetched = store.fetch_at(repo, snap.commit, need, jobs=jobs, remote=remote) if need else 0
+        # Objects by hash, hashed as they arrive; folders' listings first, every entry checked
+        # before anything reads it (the same path as pull's).
+        verified = store.fetch_folders(repo, [(o.path, o.md5) for o in artifacts if o.is_dir],
+                                       jobs=jobs, remote=remote)
+        verified |= store.download(repo, [(o.path, o.md5) for o in artifacts if not o.is_dir],
+                                   jobs=jobs, remote=remote)
+        fetched = len(verified)
         for o in artifacts:
             files += store.export(repo, o.path, o.md5, dest.joinpath(*o.path.split("/")))
     return GetResult(snap.name, snap.commit, dest, tuple(files), fetched)

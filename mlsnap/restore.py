@@ -69,35 +69,31 @@ def _objects(repo: Repo, md5: str, path: str = "") -> list[tuple[str, str]]:
     return [("", md5)] + [(e["relpath"], e["md5"]) for e in store.dir_entries(repo, md5, path)]
 
 
-def _where(oid: str, downloaded: Collection[str]) -> str:
-    return "the downloaded (remote's)" if oid in downloaded else "the cached"
-
-
-def _verify(repo: Repo, path: str, md5: str, downloaded: Collection[str] = ()) -> list[str]:
-    """Check every object of ``path`` in the cache by content; return what is missing.
+def _verify(repo: Repo, path: str, md5: str, verified: Collection[str] = ()) -> list[str]:
+    """Check every object of ``path`` in the cache by content (those in ``verified`` were
+    hashed as they were downloaded); return what is missing.
 
     A corrupt object raises ``HashMismatch`` after being moved aside.
     """
     missing = []
-    state, actual = store.object_state(repo, md5)
-    if state == "missing":
-        return [path]
-    if state == "corrupt":
-        store.quarantine(repo, md5)
-        raise HashMismatch(path, md5, f"{actual}" + (".dir" if md5.endswith(".dir") else ""),
-                           _where(md5, downloaded))
-    for rel, oid in _objects(repo, md5, path)[1:]:
+    for rel, oid in _objects(repo, md5, path):
+        label = f"{path}/{rel}" if rel else path
+        if oid in verified:
+            continue
         state, actual = store.object_state(repo, oid)
         if state == "missing":
-            missing.append(f"{path}/{rel}")
+            missing.append(label)
+            if not rel:
+                return missing  # no listing: its files are unknown
         elif state == "corrupt":
             store.quarantine(repo, oid)
-            raise HashMismatch(f"{path}/{rel}", oid, str(actual), _where(oid, downloaded))
+            raise HashMismatch(label, oid, f"{actual}" + (".dir" if oid.endswith(".dir") else ""),
+                               "the cached")
     return missing
 
 
 def _stage(repo: Repo, root: Path, path: str, md5: str,
-           staged: dict[str, tuple[Path, str]], downloaded: Collection[str] = ()) -> list[str]:
+           staged: dict[str, tuple[Path, str]]) -> list[str]:
     """Verify a file object while copying it beside ``path`` (``store.verified_copy``);
     return it when missing. A corrupt object raises ``HashMismatch`` after being moved aside."""
     state, actual, tmp = store.verified_copy(repo, md5, root / path)
@@ -105,7 +101,7 @@ def _stage(repo: Repo, root: Path, path: str, md5: str,
         return [path]
     if state == "corrupt":
         store.quarantine(repo, md5)
-        raise HashMismatch(path, md5, str(actual), _where(md5, downloaded))
+        raise HashMismatch(path, md5, str(actual), "the cached")
     assert tmp is not None
     staged[path] = (tmp, md5)
     return []
@@ -146,19 +142,6 @@ def _no_links(root: Path, folders: list[str], force: bool) -> None:
                 "`mlsnap pull --force` to replace it with the snapshot's files")
 
 
-def _corrupt_on_remote(repo: Repo, todo: list[tuple[str, str]], missing: list[str],
-                       remote: str | None) -> None:
-    """An object DVC did not bring although the remote holds bytes under its name is
-    damaged there (truncated, say): say so, with both hashes, rather than "missing"."""
-    oids = {path if not rel else f"{path}/{rel}": oid
-            for path, md5 in todo for rel, oid in _objects(repo, md5, path)}
-    for label in missing:
-        oid = oids.get(label)
-        actual = store.remote_md5(repo, oid, remote) if oid else None
-        if oid and actual is not None and actual != oid.removesuffix(".dir"):
-            raise HashMismatch(label, oid, actual, "the remote's")
-
-
 def pull(name: str | None = None, *, force: bool = False, python: str | None = None,
          jobs: int | None = None, remote: str | None = None, cwd: Path | None = None,
          env: Environment | None = None) -> PullResult:
@@ -194,32 +177,23 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
 
         fetched = 0
         remote_name = remote or store.default_remote(repo)[0] or "default"
-        # What is not wholly cached (a folder's listing without all its files loses the listing
-        # here, so that it is fetched again and DVC does not take it as proof of its files).
-        need = [store.dvc_file(p) for p, md5 in todo
-                if not store.complete_in_cache(repo, md5)]
-        # Directory listings first, each hashed and every entry checked before DVC reads it:
-        # DVC fetches and writes whatever a listing names.
-        lacking = store.fetch_listings(
-            repo, [(p, md5) for p, md5 in todo if md5.endswith(".dir")
-                   and not store.in_cache(repo, md5)], remote=remote)
-        if lacking:
-            raise MissingObjects(lacking, remote_name)
-        downloaded = {oid for p, md5 in todo for _, oid in _objects(repo, md5, p)
-                      if not store.in_cache(repo, oid)}
-        if need:
-            fetched, _ = store.fetch(repo, need, jobs=jobs, remote=remote)
+        # Objects by hash, each hashed as it arrives (a damaged one is named, never kept);
+        # folders' listings first, every entry checked before anything reads it.
+        verified = store.fetch_folders(
+            repo, [(p, md5) for p, md5 in todo if md5.endswith(".dir")], jobs=jobs, remote=remote)
+        verified |= store.download(repo, [(p, md5) for p, md5 in todo if not md5.endswith(".dir")],
+                                   jobs=jobs, remote=remote)
+        fetched = len(verified)
         missing: list[str] = []
         staged: dict[str, tuple[Path, str]] = {}  # files: verified copies, moved in once all pass
         try:
             for path, md5 in todo:
                 if md5.endswith(".dir") or (root / path).is_dir():
-                    missing += _verify(repo, path, md5, downloaded)
+                    missing += _verify(repo, path, md5, verified)
                 else:
-                    missing += _stage(repo, root, path, md5, staged, downloaded)
+                    missing += _stage(repo, root, path, md5, staged)
             if missing:
-                _corrupt_on_remote(repo, todo, missing, remote)
-                raise MissingObjects(missing, remote_name if need else "default")
+                raise MissingObjects(missing, remote_name)
             fault_point("pull-before-checkout")
             for path, (tmp, md5) in staged.items():
                 _move_in(repo, root, path, tmp, md5)

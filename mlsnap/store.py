@@ -430,22 +430,6 @@ def _remote_gaps(repo: Repo, odb: Any, tracked: Sequence[tuple[str, str]],
             for path, md5, oids in ids}
 
 
-def fetch(repo: Repo, targets: Sequence[str], *, jobs: int | None = None,
-          remote: str | None = None) -> tuple[int, list[str]]:
-    """Download what ``targets`` need into the cache; return (count, paths that failed)."""
-    from dvc.exceptions import DownloadError
-
-    name = remote or default_remote(repo)[0] or "default"
-    try:
-        # DVC reports a refused login or a dead server as "missing files": ask first.
-        probe_remote(repo, remote)
-        return int(repo.fetch(targets=_at_root(repo, targets), jobs=jobs, remote=remote)), []
-    except DownloadError as exc:
-        return 0, [f"{exc.amount} object(s)"]
-    except Exception as exc:  # noqa: BLE001 - as in push
-        raise RemoteError(name, remote_reason(repo, name, exc)) from None
-
-
 def checkout(repo: Repo, targets: Sequence[str]) -> None:
     from dvc.exceptions import DvcException
 
@@ -543,58 +527,81 @@ def dir_entries(repo: Repo, md5: str, path: str = "") -> list[dict[str, Any]]:
             for rel, oid in pathsafety.parse_listing(raw, path or md5, md5)]
 
 
-def fetch_listings(repo: Repo, dirs: Sequence[tuple[str, str]],
-                   remote: str | None = None) -> list[str]:
-    """Download the ``.dir`` objects of ``dirs`` (path, md5) into the cache, each hashed and
-    its entries checked *before* DVC reads it: DVC would fetch, hash and write whatever a
-    listing names (hashes are cache paths to it). Return the paths whose listing the remote
-    lacks."""
+def download(repo: Repo, wanted: Sequence[tuple[str, str]], *, jobs: int | None = None,
+             remote: str | None = None, check: Any = None) -> set[str]:
+    """Copy the objects ``wanted`` (label, md5) that the cache lacks from the remote into the
+    cache, hashing the bytes as they arrive; return the ids downloaded (their bytes verified).
+
+    A damaged object (truncated, a byte flipped) raises ``HashMismatch`` naming the remote and
+    is not kept; one the remote lacks is left for the caller's verification to name. DVC's own
+    fetch is not used: it takes a cached listing for proof of a folder's files, obeys a
+    listing's entries as cache paths, and deletes a damaged object from a folder remote,
+    reporting it "missing". ``check(label, md5, bytes)`` vets a listing before it is kept.
+    """
     import secrets
+    from concurrent.futures import ThreadPoolExecutor
 
-    from mlsnap import pathsafety
+    from mlsnap.errors import HashMismatch
 
-    if not dirs:
-        return []
+    todo = {md5: label for label, md5 in wanted if not in_cache(repo, md5)}
+    if not todo:
+        return set()
     name = remote or default_remote(repo)[0] or "default"
-    missing = []
+
+    def one(md5: str, label: str, odb: Any) -> bool:
+        dest = cache_file(repo, md5)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{secrets.token_urlsafe(16)}.tmp"  # DVC's partial-copy form
+        digest = hashlib.md5()
+        try:
+            with odb.fs.open(odb.oid_to_path(md5), "rb") as src, open(tmp, "xb") as out:
+                while chunk := src.read(8 * _CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            actual = digest.hexdigest()
+            if actual != md5.removesuffix(".dir"):
+                raise HashMismatch(label, md5, actual + (".dir" if md5.endswith(".dir") else ""),
+                                   "the remote's")
+            if check is not None:
+                check(label, md5, tmp.read_bytes())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
     try:
         odb = repo.cloud.get_remote_odb(remote, "fetch")
-        for path, md5 in dirs:
-            dest = cache_file(repo, md5)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.parent / f".{secrets.token_urlsafe(16)}.tmp"
-            try:
-                odb.fs.get_file(odb.oid_to_path(md5), os.fspath(tmp))
-                raw = tmp.read_bytes()
-                actual = hashlib.md5(raw).hexdigest()
-                if actual != md5.removesuffix(".dir"):
-                    raise pathsafety.CorruptListing(path, md5, actual, "the remote's")
-                pathsafety.parse_listing(raw, path, md5)
-                os.chmod(tmp, 0o444)
-                os.replace(tmp, dest)
-            except FileNotFoundError:
-                missing.append(path)
-            finally:
-                tmp.unlink(missing_ok=True)
+        with ThreadPoolExecutor(max(1, jobs or 8)) as pool:
+            done = list(pool.map(lambda item: (item[0], one(item[0], item[1], odb)),
+                                 todo.items()))
     except MlsnapError:
         raise
-    except Exception as exc:  # noqa: BLE001 - as in push
+    except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)
         raise RemoteError(name, remote_reason(repo, name, exc)) from None
-    return missing
+    return {md5 for md5, ok in done if ok}
 
 
-def remote_md5(repo: Repo, md5: str, remote: str | None = None) -> str | None:
-    """md5 of the bytes the remote holds for object ``md5`` (None when it holds none): what a
-    pull reports when DVC did not bring an object the remote has (truncated, damaged)."""
-    try:
-        odb = repo.cloud.get_remote_odb(remote, "fetch")
-        digest = hashlib.md5()
-        with odb.fs.open(odb.oid_to_path(md5), "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-    except Exception:  # noqa: BLE001 - absent, or unreadable: not known to be there
-        return None
-    return digest.hexdigest()
+def fetch_folders(repo: Repo, dirs: Sequence[tuple[str, str]], *, jobs: int | None = None,
+                  remote: str | None = None) -> set[str]:
+    """Bring the folders ``dirs`` (path, md5) into the cache: each listing the cache lacks is
+    downloaded, hashed and every entry checked (``pathsafety.parse_listing``) *before* it is
+    kept or anything reads it; then the files it names, by hash. Return the ids downloaded."""
+    from mlsnap import pathsafety
+    from mlsnap.errors import MissingObjects
+
+    def vet(label: str, md5: str, raw: bytes) -> None:
+        pathsafety.parse_listing(raw, label, md5)
+
+    got = download(repo, dirs, jobs=jobs, remote=remote, check=vet)
+    lacking = [path for path, md5 in dirs if not in_cache(repo, md5)]
+    if lacking:
+        raise MissingObjects(lacking, remote or default_remote(repo)[0] or "default")
+    files = [(f"{path}/{e['relpath']}", e["md5"])
+             for path, md5 in dirs for e in dir_entries(repo, md5, path)]
+    return got | download(repo, files, jobs=jobs, remote=remote)
 
 
 def quarantine(repo: Repo, md5: str) -> None:
@@ -655,20 +662,6 @@ def remote_missing(repo: Repo, tracked: Sequence[tuple[str, str]],
     return sorted(p for p, oids in gaps.items() if oids)
 
 
-def complete_in_cache(repo: Repo, md5: str) -> bool:
-    """Whether every object of ``md5`` (a file, or a folder's listing and files) is cached.
-
-    A folder whose listing is cached but not all its files (a killed fetch) loses its listing
-    here: DVC's fetch takes a cached listing as proof of its files and would skip them.
-    """
-    if cached_fully(repo, md5):
-        return True
-    if md5.endswith(".dir"):
-        with contextlib.suppress(OSError):
-            cache_file(repo, md5).unlink()
-    return False
-
-
 def cached_fully(repo: Repo, md5: str) -> bool:
     """Whether every object of ``md5`` (a file, or a folder's listing and files) is cached."""
     if not in_cache(repo, md5):
@@ -679,29 +672,6 @@ def cached_fully(repo: Repo, md5: str) -> bool:
         return all(in_cache(repo, str(e["md5"])) for e in dir_entries(repo, md5))
     except (ValueError, TypeError, KeyError):
         return False  # an unreadable listing
-
-
-def fetch_at(repo: Repo, rev: str, targets: Sequence[str], *, jobs: int | None = None,
-             remote: str | None = None) -> int:
-    """Download what ``targets`` (``.dvc`` files) name at commit ``rev`` into the cache.
-
-    DVC reads the pointers from Git objects (``revs=[rev]``, ``workspace=False``): the
-    workspace, the index and HEAD are left alone. Objects it cannot find are reported later,
-    when the caller verifies the cache against the manifest.
-    """
-    from dvc.exceptions import DownloadError
-
-    name = remote or default_remote(repo)[0] or "default"
-    try:
-        probe_remote(repo, remote)  # a refused login or a dead server is not "missing objects"
-        # Read from Git objects, the tree's root is "/" (DVC's Git filesystem); a relative
-        # target would start at the process's working directory.
-        return int(repo.fetch(targets=["/" + t for t in targets], revs=[rev], workspace=False,
-                              jobs=jobs, remote=remote))
-    except DownloadError:
-        return 0
-    except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)
-        raise RemoteError(name, remote_reason(repo, name, exc)) from None
 
 
 def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
