@@ -289,7 +289,6 @@ def plain_training(tmp_path: Path) -> Scene:
     return Scene(base, {str(base): "/tmp/proj"})
 
 
-
 def _variant(name: str) -> Callable[[Path, Path], Scene]:
     return lambda project, tmp_path: _history_scene(project, tmp_path, name)
 
