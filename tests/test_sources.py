@@ -35,6 +35,9 @@ def test_api_values_win_over_remembered_files_as_cli_values_do(project: Path) ->
                            message="from python", repo=project)
     assert result.manifest.params == {"lr": 0.7, "epochs": 10, "optimizer": {"name": "adam"}}
     assert result.manifest.metrics == {"accuracy": 0.6}
+    assert result.told is not None
+    assert "--params params.yaml" in result.told.remembered
+    assert "--metrics metrics.json" in result.told.remembered
     # The command line, same values, same rule: one manifest of the same values.
     (project / "model.pkl").write_bytes(b"retrained on the command line")
     run_cli(project, "commit", "model.pkl", "-p", "lr=0.7", "-m", "accuracy=0.6")
