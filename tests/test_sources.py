@@ -151,3 +151,16 @@ def test_a_metrics_file_git_ignores_stays_out_of_the_commit(project: Path) -> No
     remember_params_and_metrics(project)
     assert "metrics.json" not in git(project, "ls-files")
     assert git(project, "status", "--porcelain") == ""
+
+
+def test_a_metrics_file_another_snapshot_commits_does_not_block_this_one(project: Path) -> None:
+    remember_params_and_metrics(project)  # metrics.json is now in Git, with snapshot model
+    (project / "params.yaml").write_text("lr: 0.3\nepochs: 10\n")
+    train(project)  # ... and the next run rewrites it
+    (project / "tok.bin").write_bytes(b"a tokenizer")
+    run_cli(project, "commit", "tok.bin", "--name", "tokenizer", "--no-push")
+    assert git(project, "status", "--porcelain").split("\n") == ["M metrics.json",
+                                                                 " M params.yaml"]
+    out = run_cli(project, "commit", "-M", "retrained").stdout
+    assert "committed with the snapshot: metrics.json, params.yaml" in out
+    assert git(project, "status", "--porcelain") == ""
