@@ -248,9 +248,12 @@ def commit(
 
         owned = _owned_files(root, name, artifacts + inputs)
         recorded = artifacts + inputs
+        # Params/metrics files other snapshots read are theirs to commit, not code to block on.
+        remembered_files = set(sources.files_read(
+            [s for kinds in cfg.sources.values() for v in kinds.values() for s in v], root))
         dirty = sorted(p for p in gitrepo.modified_tracked(root)
                        if p not in owned and p not in recorded and not _under(p, recorded)
-                       and p not in files.commit)
+                       and p not in files.commit and p not in remembered_files)
         if dirty and not allow_dirty:
             from mlsnap.errors import DirtyWorktree
 

@@ -162,3 +162,46 @@ def test_get_pull_and_status_work_from_a_subfolder_of_a_fresh_clone(project: Pat
     mlsnap(deep, "pull")
     assert (clone / "models" / "m.bin").read_bytes() == b"weights\n" * 50
     assert "clean" in mlsnap(deep, "status").stdout
+
+
+# --------------------------------------------------------------------------- help
+
+
+def test_help_lists_commands_in_workflow_order() -> None:
+    text = CliRunner().invoke(main, ["--help"]).output
+    commands = text.split("Commands:\n")[1].split("\n\n")[0]
+    listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
+    assert listed[:10] == ["init", "commit", "push", "pull", "status", "log", "show", "diff",
+                           "tag", "get"]
+    assert set(listed) == set(main.commands)
+
+
+def _parse(args: list[str]) -> None:
+    """Parse ``mlsnap ARGS`` the way the command line would, without running anything."""
+    ctx = main.make_context("mlsnap", list(args), resilient_parsing=False)
+    command: click.Command = main
+    rest = ctx.protected_args + ctx.args
+    while isinstance(command, click.Group) and rest:
+        name, *rest = rest
+        sub = command.get_command(ctx, name)
+        assert sub is not None, f"no command {name!r} in {args}"
+        ctx = sub.make_context(name, rest, parent=ctx)
+        command, rest = sub, ctx.protected_args + ctx.args
+
+
+def test_every_command_help_ends_with_examples_that_parse() -> None:
+    import shlex
+
+    for name, command in walk(main):
+        text = CliRunner().invoke(main, [*name.split()[0:], "--help"] if name != "mlsnap"
+                                  else ["--help"]).output
+        assert "Examples:\n" in text, f"{name} --help has no Examples: block"
+        examples = text.split("Examples:\n")[1].splitlines()
+        assert examples and all(line.startswith("    ") for line in examples if line), name
+        for line in filter(None, examples):
+            words = shlex.split(line.strip(), comments=True)
+            words = words[words.index("mlsnap"):]  # after `git checkout ... &&`
+            words = words[:words.index(">")] if ">" in words else words
+            assert words[0] == "mlsnap" and (name == "mlsnap" or
+                                             " ".join(words[1:]).startswith(name)), line
+            _parse(words[1:])

@@ -416,3 +416,27 @@ def test_framework_pull(project: Path, remote_dir: Path,
     bad = run_hook(project, framework, "mlsnap-pull", stage="post-checkout")
     assert bad.returncode == 1
     assert "not found in the cache or on remote" in bad.stdout
+
+
+def test_framework_post_checkout_of_a_commit_older_than_its_config_needs_allow_missing_config(
+        project: Path, tmp_path: Path) -> None:
+    """What docs/hooks.md says about checking out a commit from before the framework's config:
+    the framework's own hook fails there unless installed with --allow-missing-config."""
+    older = git(project, "rev-parse", "HEAD")
+    (project / ".pre-commit-config.yaml").write_text("repos: []\n")
+    git(project, "add", ".pre-commit-config.yaml")
+    git(project, "commit", "-qm", "use the pre-commit framework")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home")}
+
+    def install(*extra: str) -> None:
+        subprocess.run([sys.executable, "-m", "pre_commit", "install", "-t", "post-checkout",
+                        "--overwrite", *extra], cwd=project, env=env, check=True,
+                       capture_output=True)
+
+    install()
+    failed = run_git(project, "checkout", "-q", older)
+    assert failed.returncode != 0 and "No .pre-commit-config.yaml file was found" in failed.stderr
+    assert run_git(project, "checkout", "-q", "main").returncode == 0
+    install("--allow-missing-config")
+    passed = run_git(project, "checkout", "-q", older)
+    assert passed.returncode == 0 and "Skipping `pre-commit`" in passed.stdout + passed.stderr

@@ -35,6 +35,9 @@ def test_api_values_win_over_remembered_files_as_cli_values_do(project: Path) ->
                            message="from python", repo=project)
     assert result.manifest.params == {"lr": 0.7, "epochs": 10, "optimizer": {"name": "adam"}}
     assert result.manifest.metrics == {"accuracy": 0.6}
+    assert result.told is not None
+    assert "--params params.yaml" in result.told.remembered
+    assert "--metrics metrics.json" in result.told.remembered
     # The command line, same values, same rule: one manifest of the same values.
     (project / "model.pkl").write_bytes(b"retrained on the command line")
     run_cli(project, "commit", "model.pkl", "-p", "lr=0.7", "-m", "accuracy=0.6")
@@ -147,4 +150,17 @@ def test_a_metrics_file_git_ignores_stays_out_of_the_commit(project: Path) -> No
     git(project, "commit", "-qm", "ignore metrics")
     remember_params_and_metrics(project)
     assert "metrics.json" not in git(project, "ls-files")
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_a_metrics_file_another_snapshot_commits_does_not_block_this_one(project: Path) -> None:
+    remember_params_and_metrics(project)  # metrics.json is now in Git, with snapshot model
+    (project / "params.yaml").write_text("lr: 0.3\nepochs: 10\n")
+    train(project)  # ... and the next run rewrites it
+    (project / "tok.bin").write_bytes(b"a tokenizer")
+    run_cli(project, "commit", "tok.bin", "--name", "tokenizer", "--no-push")
+    assert git(project, "status", "--porcelain").split("\n") == ["M metrics.json",
+                                                                 " M params.yaml"]
+    out = run_cli(project, "commit", "-M", "retrained").stdout
+    assert "committed with the snapshot: metrics.json, params.yaml" in out
     assert git(project, "status", "--porcelain") == ""

@@ -17,6 +17,13 @@ from mlsnap.errors import MlsnapError
 
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The workflow's order (init, commit, push, pull, ...), not the alphabet's."""
+        from mlsnap.cli.examples import ORDER
+
+        known = [name for name in ORDER if name in self.commands]
+        return known + sorted(set(self.commands) - set(known))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -73,10 +80,19 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     from mlsnap.cli import core, history, hooks
+    from mlsnap.cli.examples import epilog
 
+    def with_examples(command: click.Command, path: str) -> None:
+        command.epilog = epilog(path)
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                with_examples(sub, f"{path} {name}")
+
+    main.epilog = epilog("mlsnap")
     for module in (core, history, hooks):
         for command in module.COMMANDS:
             main.add_command(command)
+            with_examples(command, command.name or "")
 
 
 _register()

@@ -51,7 +51,7 @@ def _assignments(what: str, other: str) -> Callable[[click.Context, click.Parame
 PYTHON = click.option("--python", "python", default=None, metavar="PATH",
                       help="Interpreter whose environment to record/compare "
                            "(default: the active virtualenv's).")
-JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, metavar="N",
                     help="Parallel transfers (DVC's default when omitted).")
 
 
@@ -73,7 +73,8 @@ def echo_json(value: Any) -> None:
 @click.option("--remote", "-r", default=None, metavar="DIR_OR_URL",
               help="Default DVC remote: a folder, s3://, ssh://, webdav://... "
                    "(default: ~/.local/share/mlsnap/storage).")
-@click.option("--remote-name", default="storage", show_default=True, help="Name of that remote.")
+@click.option("--remote-name", default="storage", show_default=True, metavar="NAME",
+              help="Name of that remote.")
 @click.option("--local", "local_options", multiple=True, metavar="KEY=VALUE",
               help="Remote setting kept in DVC's untracked local config (credentials, endpoint).")
 def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -> None:
@@ -183,7 +184,8 @@ def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[st
 
 @click.command()
 @NAME
-@click.option("--remote", "-r", default=None, help="Remote name (default: the default remote).")
+@click.option("--remote", "-r", default=None, metavar="NAME",
+              help="Remote name (default: the default remote).")
 @JOBS
 def push(name: str | None, remote: str | None, jobs: int | None) -> None:
     """Send the bytes of the snapshots at HEAD to the remote."""
@@ -198,7 +200,8 @@ def push(name: str | None, remote: str | None, jobs: int | None) -> None:
 @click.option("--force", is_flag=True,
               help="Overwrite workspace files even when their content is not in the cache.")
 @click.option("--strict-env", is_flag=True, help="Exit 3 when the environment drifts.")
-@click.option("--remote", "-r", default=None, help="Remote name (default: the default remote).")
+@click.option("--remote", "-r", default=None, metavar="NAME",
+              help="Remote name (default: the default remote).")
 @PYTHON
 @JOBS
 def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
@@ -333,7 +336,8 @@ def remote() -> None:
 @click.argument("value")
 @click.option("--local", is_flag=True,
               help="Keep it in DVC's untracked local config (use for credentials).")
-@click.option("--remote", "-r", "remote_name", default=None, help="Remote (default: default).")
+@click.option("--remote", "-r", "remote_name", default=None, metavar="NAME",
+              help="Remote (default: the default remote).")
 def remote_set(key: str, value: str, local: bool, remote_name: str | None) -> None:
     """Set KEY to VALUE for the default remote (e.g. endpointurl, access_key_id)."""
     from mlsnap import redaction, store, workspace

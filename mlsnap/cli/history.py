@@ -16,7 +16,8 @@ MIN_CELL = 6
 
 
 @click.command()
-@click.option("--name", "name", default=None, help="Only snapshots of this name.")
+@click.option("--name", "name", default=None, metavar="NAME",
+              help="Only snapshots of this name.")
 @click.option("-n", "--max-count", "limit", type=click.IntRange(min=0), default=None,
               metavar="N", help="Show at most N snapshots.")
 @click.option("--all", "all_refs", is_flag=True,
@@ -189,8 +190,9 @@ def tag(name: str, version: str, rev: str) -> None:
 @NAME
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False), default=None,
               help="Folder to write into (default: NAME-COMMIT in the current directory).")
-@click.option("--remote", "-r", default=None, help="Remote name (default: the default remote).")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+@click.option("--remote", "-r", default=None, metavar="NAME",
+              help="Remote name (default: the default remote).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, metavar="N",
               help="Parallel transfers (DVC's default when omitted).")
 def get(rev: str, name: str | None, out: str | None, remote: str | None,
         jobs: int | None) -> None:

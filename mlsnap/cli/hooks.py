@@ -89,7 +89,7 @@ def status(files: tuple[str, ...]) -> None:
 @hook.command("mlsnap-push")
 @click.argument("remote_name", required=False)
 @click.argument("remote_url", required=False)
-@click.option("--remote", "-r", "dvc_remote", default=None,
+@click.option("--remote", "-r", "dvc_remote", default=None, metavar="NAME",
               help="DVC remote (default: the default remote).")
 def push(remote_name: str | None, remote_url: str | None, dvc_remote: str | None) -> None:
     """Pre-push: the bytes of every snapshot in the pushed commits are on the DVC remote.
