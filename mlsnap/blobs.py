@@ -93,13 +93,13 @@ def _c_loader(guarded: bool = False) -> type | None:
     return _CGuarded if guarded else _CPlain
 
 
-def parse(blob: bytes, source: str, fast: bool = True, seen: Seen | None = None) -> Manifest:
+def parse(blob: bytes, source: str, seen: Seen | None = None) -> Manifest:
     """Validate one manifest blob exactly like ``manifest.loads``, through libyaml when it can.
 
     ``seen``: the blocks of a batch (``history.log`` passes one per call), each parsed once and
     shared by the batch's manifests; without it nothing is shared with any other call.
     """
-    if not fast or _c_loader() is None or len(blob) > MAX_MANIFEST_BYTES:
+    if _c_loader() is None or len(blob) > MAX_MANIFEST_BYTES:
         return loads(blob, source)
     try:
         doc = _load(blob, {} if seen is None else seen)

@@ -182,10 +182,6 @@ def changed_paths(root: Path, paths: Sequence[str]) -> list[str]:
                   & set(paths))
 
 
-def add(root: Path, paths: Sequence[str]) -> None:
-    run(root, ["add", "--", *paths])
-
-
 def commit_paths(root: Path, message: str, add: Sequence[str],
                  remove: Sequence[str] = ()) -> str:
     """Commit exactly: HEAD + ``add`` (work tree content) - ``remove``; return the new SHA.
@@ -234,7 +230,8 @@ def show(root: Path, rev: str, path: str) -> bytes | None:
 
 
 def is_shallow(root: Path) -> bool:
-    return out(root, ["rev-parse", "--is-shallow-repository"]) == "true"
+    """Whether ``root`` is a shallow clone (no process: Git keeps the cut in ``shallow``)."""
+    return (common_dir(root) / "shallow").is_file()
 
 
 def git_dir(root: Path) -> Path:

@@ -20,10 +20,8 @@ from mlsnap.blobs import Cache, Seen, parse
 from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
 from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
 
-# `name@v1.2.0`: the Git-tag model-registry form (see snapshot.tag_name).
+# `name@v1.2.0`: the Git-tag model-registry form (made by ``mlsnap tag``).
 TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@v(?P<version>\d[0-9A-Za-z.+-]*)$")
-_CACHE_FORMAT = 1
-_CACHE_MAX_ENTRIES = 100_000
 
 
 @dataclass(frozen=True)
@@ -306,11 +304,6 @@ def snapshots_of(root: Path, name: str, start: str) -> list[_Found]:
 # --------------------------------------------------------------------------- show
 
 
-def names_at(root: Path, rev: str) -> list[str]:
-    """Snapshot names whose manifest exists at ``rev``."""
-    return sorted(manifests_at(root, rev))
-
-
 def manifests_at(root: Path, rev: str) -> dict[str, str]:
     """Snapshot name -> manifest blob id at ``rev`` (one ``git ls-tree``)."""
     raw = gitrepo.run(root, ["ls-tree", "-z", "--end-of-options", gitrepo.check_rev(rev),
@@ -358,7 +351,7 @@ def at(root: Path, rev: str, name: str | None = None) -> Snapshot:
     """The snapshot ``name`` at ``rev`` (commit, branch, tag or ``name@vX.Y.Z``), validated."""
     sha = gitrepo.resolve(root, rev)
     if sha is None:
-        if workspace.is_shallow(root):
+        if gitrepo.is_shallow(root):
             raise BadInput(rev, "is not in this shallow clone (git clone --depth cut its "
                                 "history); `git fetch --unshallow` brings the rest")
         raise BadInput(rev, "is not a commit, branch or tag in this repository "

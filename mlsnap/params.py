@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from collections.abc import Iterable
@@ -179,11 +178,3 @@ def collect(files: Iterable[str], assignments: Iterable[str], option: str,
     return merge(tree, parse_assignments(assignments, option))
 
 
-def is_finite_tree(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(is_finite_tree(v) for v in value.values())
-    if isinstance(value, list):
-        return all(is_finite_tree(v) for v in value)
-    return True

@@ -145,10 +145,6 @@ def check_semver(version: str) -> str:
     return version
 
 
-def tag_name(name: str, version: str) -> str:
-    return f"{name}@v{check_semver(version)}"
-
-
 def previous_manifest(root: Path, name: str) -> Manifest | None:
     """The last committed manifest of ``name`` (or the work tree's, after an interrupted commit)."""
     rel = manifest_path(name)
@@ -487,5 +483,5 @@ __all__ = [
     "commit",
     "init",
     "push",
-    "tag_name",
+
 ]

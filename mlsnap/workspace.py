@@ -135,11 +135,6 @@ def unfinished(root: Path, manifests: list[Manifest]) -> list[str]:
     return sorted(set(changed) & set(files))
 
 
-def is_shallow(root: Path) -> bool:
-    """Whether ``root`` is a shallow clone (no process: Git keeps the cut in ``.git/shallow``)."""
-    return (root / ".git" / "shallow").is_file()
-
-
 def shallow_note(cwd: Path | None = None, beyond: Sequence[Any] = ()) -> str | None:
     """What history cannot show in a shallow clone, or None in a full one.
 
@@ -149,7 +144,7 @@ def shallow_note(cwd: Path | None = None, beyond: Sequence[Any] = ()) -> str | N
     here = (cwd or Path.cwd()).absolute()
     # The nearest .git, found without starting a process (log counts its processes).
     top = next((p for p in (here, *here.parents) if (p / ".git").exists()), None)
-    if top is None or not is_shallow(top):
+    if top is None or not gitrepo.is_shallow(top):
         return None
     note = ("note: this clone is shallow (git clone --depth): snapshots older than its oldest "
             "commit are not listed")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlsnap.errors import CheckFailed
+from mlsnap.errors import EXIT_CHECK_FAILED, CheckFailed
 
 
 def NAME(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -304,7 +304,7 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
                 why.append("the environment differs (--strict-env)")
             say(f"not clean: {', '.join(why)} (snapshot {names})")
     if not clean:
-        raise click.exceptions.Exit(3)
+        raise click.exceptions.Exit(EXIT_CHECK_FAILED)
 
 
 @click.command()
