@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from mlsnap import pathsafety
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError
 from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point, fsync_dir, md5_file
+from mlsnap.params import is_number
 
 if TYPE_CHECKING:
     from mlsnap.snapshot import CommitResult
@@ -175,7 +177,7 @@ class Checkpointer:
         if not force and not self.due(step):
             return None
         values = _plain_metrics(metrics or {})
-        if self.keep_best and not _is_number(values.get(self.monitor)):
+        if self.keep_best and not is_number(values.get(self.monitor)):
             raise BadInput(f"save(step={step})", f"metrics lack a number for {self.monitor!r}, "
                            f"which keep_best={self.keep_best} ranks by; pass it in metrics")
         self._recover()
@@ -265,7 +267,7 @@ class Checkpointer:
         """Entries with a numeric ``monitor`` value, best first; ties go to the earlier save."""
         sign = 1.0 if self.mode == "min" else -1.0
         scored = [(sign * float(c.metrics[self.monitor]), i, c) for i, c in enumerate(entries)
-                  if _is_number(c.metrics.get(self.monitor))
+                  if is_number(c.metrics.get(self.monitor))
                   and not math.isnan(float(c.metrics[self.monitor]))]
         return [c for _, _, c in sorted(scored, key=lambda t: (t[0], t[1]))]
 
@@ -377,7 +379,7 @@ def _entry(path: Path, directory: Path, i: int, e: Any) -> Checkpoint:
             raise CheckpointIndexInvalid(path, f"{where}.{key} is missing or not a {kind.__name__}")
     if not _NAME_RE.match(e["name"]) or _unsafe(e["name"]):
         raise CheckpointIndexInvalid(path, f"{where}.name {e['name']!r} is not a checkpoint name")
-    if not re.match(r"^[0-9a-f]{32}(\.dir)?$", e["md5"]):
+    if not pathsafety.MD5_RE.match(e["md5"]):
         raise CheckpointIndexInvalid(path, f"{where}.md5 {e['md5']!r} is not an md5 hash")
     return Checkpoint(e["name"], e["step"], e["time"], e["metrics"], e["md5"], e["size"],
                       e["nfiles"], directory / e["name"])
@@ -385,8 +387,6 @@ def _entry(path: Path, directory: Path, i: int, e: Any) -> Checkpoint:
 
 def _unsafe(name: str) -> bool:
     """A name the index gives that is not one plain file name in the folder (pathsafety)."""
-    from mlsnap import pathsafety
-
     return "/" in name or pathsafety.problem(name) is not None
 
 
@@ -426,10 +426,6 @@ def _step(step: Any) -> int:
     if value < 0:
         raise BadInput(f"save(step={step!r})", "the step must be a non-negative integer")
     return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _plain_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from typing import Any
 
 from mlsnap import blobs, gitrepo, history, workspace
 from mlsnap.errors import BadInput, NoSnapshot
+from mlsnap.fsutil import human_size
 from mlsnap.jsonout import jsonable
 from mlsnap.manifest import Manifest, Output, manifest_path
+from mlsnap.params import is_number
 
 MAX_CODE_LINES = 10
 MAX_FILE_LINES = 10  # files listed per directory in the text diff
@@ -176,10 +178,6 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def metric_deltas(old: dict[str, Any], new: dict[str, Any]) -> list[MetricDelta]:
     a, b = flatten(old), flatten(new)
     deltas = []
@@ -188,7 +186,7 @@ def metric_deltas(old: dict[str, Any], new: dict[str, Any]) -> list[MetricDelta]
         delta: float | None = None
         relative: float | None = None
         if isinstance(va, (int, float)) and isinstance(vb, (int, float)) \
-                and _is_number(va) and _is_number(vb):
+                and is_number(va) and is_number(vb):
             delta = vb - va
             if va != 0 and math.isfinite(va):
                 relative = delta / abs(va)
@@ -343,15 +341,6 @@ def _previous(root: Path, b: history.Snapshot) -> history.Snapshot:
 # --------------------------------------------------------------------------- text
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"  # pragma: no cover
-
-
 def _value(v: Any) -> str:
     return f"{v:.6g}" if isinstance(v, float) else ("null" if v is None else str(v))
 
@@ -380,8 +369,8 @@ def render(d: SnapshotDiff) -> str:
     if d.outputs or d.data_hash:
         lines.append("artifacts and data:")
         for o in d.outputs:
-            was = f"{o.old.md5[:8]} ({_size(o.old.size)})" if o.old else ""
-            now = f"{o.new.md5[:8]} ({_size(o.new.size)})" if o.new else ""
+            was = f"{o.old.md5[:8]} ({human_size(o.old.size)})" if o.old else ""
+            now = f"{o.new.md5[:8]} ({human_size(o.new.size)})" if o.new else ""
             body = f"{was} -> {now}" if o.old and o.new else (was or now)
             lines.append(f"  {_mark_status(o.status)} {o.path} [{o.kind}]: {body}")
             if o.files is not None:

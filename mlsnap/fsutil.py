@@ -188,3 +188,15 @@ def _read_holder(lock_path: Path) -> str | None:
         return lock_path.read_text().split()[0] or None
     except (FileNotFoundError, UnicodeDecodeError, IndexError):
         return None
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes for people: powers of 1024 with their IEC names (B, KiB, MiB, GiB, TiB)."""
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

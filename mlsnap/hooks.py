@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from mlsnap import gitrepo
 from mlsnap.errors import BadInput, ManifestInvalid, MlsnapError, RemoteError
+from mlsnap.fsutil import human_size
 from mlsnap.gitrepo import Staged
 from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, safe_load
 
@@ -98,26 +99,15 @@ def large_files(root: Path, files: Sequence[str] | None = None, *,
         suffix = PurePosixPath(path).suffix.lower()
         size = sizes[path]
         if suffix in MODEL_SUFFIXES:
-            why = f"a model/data file ({suffix}, {_human(size)})"
+            why = f"a model/data file ({suffix}, {human_size(size)})"
         elif size > limit:
-            why = f"{_human(size)}, over the {_human(limit)} limit"
+            why = f"{human_size(size)}, over the {human_size(limit)} limit"
         else:
             continue
         findings.append(Finding(path, f"{why}; keep its bytes out of Git: "
                                       f"`git rm --cached -q {shlex.quote(path)}` then "
                                       f"`mlsnap commit {shlex.quote(path)}`"))
     return findings
-
-
-def _human(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = size / 1024
-    for unit in ("KiB", "MiB"):  # powers of 1024, so IEC names (the limit is --max-kb KiB)
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 # --------------------------------------------------------------------------- mlsnap-check-manifest

@@ -25,7 +25,6 @@ MANIFEST_DIR = ".mlsnap"
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64  # nesting levels of any YAML mlsnap reads (a manifest needs 4 + the params')
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-MD5_RE = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -337,7 +336,7 @@ class _Checker:
         doc = self.mapping(doc, where, ("path", "md5", "size", "nfiles"))
         path = check_path(self.typed(doc["path"], f"{where}.path", str), self, f"{where}.path")
         md5 = self.typed(doc["md5"], f"{where}.md5", str)
-        if not MD5_RE.match(md5):
+        if not pathsafety.MD5_RE.match(md5):
             raise self.fail(f"{where}.md5", f"{md5[:80]!r} is not a DVC md5 hash (32 hex digits)")
         size = self.typed(doc["size"], f"{where}.size", int)
         nfiles = self.typed(doc["nfiles"], f"{where}.nfiles", int)
@@ -414,7 +413,7 @@ def from_dict(doc: Any, source: str) -> Manifest:
         pdoc = c.mapping(code_doc["patch"], "code.patch", ("path", "md5"))
         ppath = check_path(c.typed(pdoc["path"], "code.patch.path", str), c, "code.patch.path")
         pmd5 = c.typed(pdoc["md5"], "code.patch.md5", str)
-        if not MD5_RE.match(pmd5) or pmd5.endswith(".dir"):
+        if not pathsafety.MD5_RE.match(pmd5) or pmd5.endswith(".dir"):
             raise c.fail("code.patch.md5", f"{pmd5[:80]!r} is not an md5 hash")
         patch = Patch(ppath, pmd5)
 

@@ -178,3 +178,6 @@ def collect(files: Iterable[str], assignments: Iterable[str], option: str,
     return merge(tree, parse_assignments(assignments, option))
 
 
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool (which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

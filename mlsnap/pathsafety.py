@@ -21,7 +21,8 @@ from typing import Any
 
 from mlsnap.errors import BadInput, CheckFailed
 
-MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
+MD5_HEX = re.compile(r"^[0-9a-f]{32}$")  # a file object's DVC hash
+MD5_RE = re.compile(r"^[0-9a-f]{32}(\.dir)?$")  # a file's, or a folder listing's
 MAX_LISTING_BYTES = 512 * 1024 * 1024
 
 
@@ -222,7 +223,6 @@ def component(name: str, where: str) -> str:
 
 _POINTER_KEYS = {"outs", "md5", "desc", "meta", "wdir"}
 _OUT_KEYS = {"md5", "size", "nfiles", "hash", "path", "isexec", "desc", "type", "labels", "meta"}
-_MD5_OR_DIR = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
 
 
 def pointer(doc: Any, path: str) -> tuple[str, int | None]:
@@ -260,7 +260,7 @@ def pointer(doc: Any, path: str) -> tuple[str, int | None]:
                                 + f", but this pointer sits beside {name!r} and must name it; "
                                   "refusing it")
     md5 = out.get("md5")
-    if not isinstance(md5, str) or not _MD5_OR_DIR.match(md5):
+    if not isinstance(md5, str) or not MD5_RE.match(md5):
         raise UnsafePath(where, "outs[0].md5 is missing or not a DVC md5 hash")
     if out.get("hash", "md5") != "md5":
         raise UnsafePath(where, f"outs[0].hash {str(out['hash'])[:40]!r} is not md5")
