@@ -18,7 +18,14 @@ from typing import Any
 from mlsnap import gitrepo, journal, pathsafety, workspace
 from mlsnap.blobs import Cache, Seen, parse
 from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
-from mlsnap.manifest import MANIFEST_DIR, Manifest, Output, is_valid_name, manifest_path
+from mlsnap.manifest import (
+    MANIFEST_DIR,
+    Manifest,
+    Output,
+    check_version,
+    is_valid_name,
+    manifest_path,
+)
 
 # `name@v1.2.0`: the Git-tag model-registry form (made by ``mlsnap tag``).
 TAG_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,99})@v(?P<version>\d[0-9A-Za-z.+-]*)$")
@@ -383,14 +390,10 @@ class TagResult:
 
 def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None) -> TagResult:
     """Create the annotated tag ``name@vVERSION`` on ``rev``, which must hold a manifest of name."""
-    from mlsnap.snapshot import SEMVER_RE
-
     root = workspace.find_root(cwd)
     workspace.check_name(name)
     gitrepo.require_identity(root)  # an annotated tag names its tagger
-    bare = version.removeprefix("v")
-    if not SEMVER_RE.match(bare):
-        raise BadInput(f"VERSION {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
+    bare = check_version(version, f"VERSION {version!r}")
     ref = f"{name}@v{bare}"
     snap = at(root, rev, name)
     if gitrepo.tag_exists(root, ref):

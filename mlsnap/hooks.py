@@ -369,7 +369,7 @@ def _sync_objects(root: Path, md5s: Sequence[str], remote: str | None,
     from mlsnap import store
 
     with store.open_repo(root) as repo:
-        name = remote or store.default_remote(repo)[0] or "default"
+        name = store.remote_label(repo, remote)
         try:
             store.probe_remote(repo, remote, create=True)
             result = store.send_missing(repo, md5s, remote=remote, jobs=jobs)

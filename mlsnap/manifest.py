@@ -17,7 +17,7 @@ import yaml
 
 from mlsnap import pathsafety
 from mlsnap.environment import Environment
-from mlsnap.errors import ManifestInvalid
+from mlsnap.errors import BadInput, ManifestInvalid
 from mlsnap.jsonout import plain
 
 SCHEMA = 1
@@ -31,6 +31,18 @@ SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 def manifest_path(name: str) -> str:
     """Repo-relative POSIX path of the manifest for snapshot ``name``."""
     return f"{MANIFEST_DIR}/{name}.yaml"
+
+
+def check_version(version: str, label: str) -> str:
+    """``version`` (a leading ``v`` allowed) without the ``v`` when it is SemVer 2.0
+    (MAJOR.MINOR.PATCH[-pre][+build], checked by the ``semver`` package, DVC's own dependency
+    through gto), else ``BadInput`` naming ``label``."""
+    import semver
+
+    bare = version.removeprefix("v")
+    if not semver.Version.is_valid(bare):
+        raise BadInput(label, "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
+    return bare
 
 
 def is_valid_name(name: str) -> bool:

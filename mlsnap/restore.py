@@ -176,7 +176,7 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
             raise WouldOverwrite(would_lose)
 
         fetched = 0
-        remote_name = remote or store.default_remote(repo)[0] or "default"
+        remote_name = store.remote_label(repo, remote)
         # Objects by hash, each hashed as it arrives (a damaged one is named, never kept);
         # folders' listings first, every entry checked before anything reads it.
         verified = store.fetch_folders(

@@ -8,7 +8,6 @@ idempotent and the manifest is only ever replaced whole.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,16 +32,11 @@ from mlsnap.manifest import (
     Manifest,
     Output,
     Patch,
+    check_version,
     data_fingerprint,
     dump,
     loads,
     manifest_path,
-)
-
-SEMVER_RE = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 
 
@@ -138,13 +132,6 @@ def _has_remote(root: Path) -> bool:
         return store.default_remote(repo)[0] is not None
 
 
-def check_semver(version: str) -> str:
-    version = version.removeprefix("v")
-    if not SEMVER_RE.match(version):
-        raise BadInput(f"--tag {version!r}", "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
-    return version
-
-
 def previous_manifest(root: Path, name: str) -> Manifest | None:
     """The last committed manifest of ``name`` (or the work tree's, after an interrupted commit)."""
     rel = manifest_path(name)
@@ -215,7 +202,7 @@ def commit(
     cfg = configmod.load(root)
     name_defaulted = name is None
     name = workspace.check_name(name or cfg.default_name)
-    version = check_semver(tag) if tag else None
+    version = check_version(tag, f"--tag {tag!r}") if tag else None
     tag_ref = f"{name}@v{version}" if version else None
     if tag_ref and gitrepo.tag_exists(root, tag_ref):
         raise BadInput(f"--tag {tag}", f"tag {tag_ref} already exists; choose a new version")
@@ -479,7 +466,6 @@ __all__ = [
     "InitResult",
     "Output",
     "Told",
-    "check_semver",
     "commit",
     "init",
     "push",

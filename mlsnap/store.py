@@ -186,6 +186,11 @@ _AUTH_REFUSED = re.compile(
     re.IGNORECASE)
 
 
+def remote_label(repo: Repo, remote: str | None = None) -> str:
+    """The name to report for ``remote``: itself, else the default remote's, else "default"."""
+    return remote or default_remote(repo)[0] or "default"
+
+
 def probe_remote(repo: Repo, remote: str | None = None, *, create: bool = False) -> None:
     """Ask the remote about its own root, so a refused login or a dead server raises here.
 
@@ -326,7 +331,7 @@ def push(repo: Repo, tracked: Sequence[tuple[str, str]], *, jobs: int | None = N
     checked on the remote, folders' files one by one: what is missing is sent, and what is
     nowhere is an error rather than "everything is already on the remote".
     """
-    name = remote or default_remote(repo)[0] or "default"
+    name = remote_label(repo, remote)
     try:
         probe_remote(repo, remote, create=True)
         sent = int(repo.push(targets=_at_root(repo, [dvc_file(p) for p, _ in tracked]), jobs=jobs,
@@ -546,7 +551,7 @@ def download(repo: Repo, wanted: Sequence[tuple[str, str]], *, jobs: int | None 
     todo = {md5: label for label, md5 in wanted if not in_cache(repo, md5)}
     if not todo:
         return set()
-    name = remote or default_remote(repo)[0] or "default"
+    name = remote_label(repo, remote)
 
     def one(md5: str, label: str, odb: Any) -> bool:
         dest = cache_file(repo, md5)
@@ -598,7 +603,7 @@ def fetch_folders(repo: Repo, dirs: Sequence[tuple[str, str]], *, jobs: int | No
     got = download(repo, dirs, jobs=jobs, remote=remote, check=vet)
     lacking = [path for path, md5 in dirs if not in_cache(repo, md5)]
     if lacking:
-        raise MissingObjects(lacking, remote or default_remote(repo)[0] or "default")
+        raise MissingObjects(lacking, remote_label(repo, remote))
     files = [(f"{path}/{e['relpath']}", e["md5"])
              for path, md5 in dirs for e in dir_entries(repo, md5, path)]
     return got | download(repo, files, jobs=jobs, remote=remote)
@@ -650,7 +655,7 @@ def remote_missing(repo: Repo, tracked: Sequence[tuple[str, str]],
     on the remote but not in this cache ("deleted") like what is missing, and trusts a folder's
     listing for its files.
     """
-    name = remote or default_remote(repo)[0] or "default"
+    name = remote_label(repo, remote)
     try:
         probe_remote(repo, remote)
         odb = repo.cloud.get_remote_odb(remote, "push")
@@ -685,7 +690,7 @@ def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
 
     state, actual = object_state(repo, md5)
     if state == "missing":
-        raise MissingObjects([path], default_remote(repo)[0] or "default")
+        raise MissingObjects([path], remote_label(repo))
     if state == "corrupt":
         quarantine(repo, md5)  # the next fetch downloads it again
         raise _mismatch(path, md5, str(actual))
@@ -695,7 +700,7 @@ def export(repo: Repo, path: str, md5: str, dest: Path) -> list[Path]:
     entries = dir_entries(repo, md5, path)  # every name checked (pathsafety)
     missing = [f"{path}/{e['relpath']}" for e in entries if not in_cache(repo, e["md5"])]
     if missing:
-        raise MissingObjects(missing, default_remote(repo)[0] or "default")
+        raise MissingObjects(missing, remote_label(repo))
     targets = [pathsafety.target(dest, e["relpath"], f"{path}/{e['relpath']}") for e in entries]
     for entry, target in zip(entries, targets):
         _copy_verified(cache_file(repo, entry["md5"]), target, entry["md5"],
