@@ -39,7 +39,13 @@ def check_version(version: str, label: str) -> str:
     through gto), else ``BadInput`` naming ``label``."""
     import semver
 
+    from mlsnap import redaction
+
     bare = version.removeprefix("v")
+    found = redaction.find(bare)  # build metadata (1.0.0+...) would carry it into a shared ref
+    if found:
+        raise BadInput(label.split(" ")[0], f"the version holds {found}; tags are pushed and "
+                       "shared")
     if not semver.Version.is_valid(bare):
         raise BadInput(label, "not a SemVer version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
     return bare

@@ -225,6 +225,7 @@ def status(name: str | None = None, *, python: str | None = None, remote: str | 
     if pending:  # the workspace may match them, but no commit records them yet
         raise InterruptedCommit(pending)
     tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
+    workspace.no_escaping_links(root, [p for p, _ in tracked if (root / p).is_dir()])
     modified, missing = [], []
     not_on_remote: list[str] = []
     remote_error = None

@@ -219,6 +219,7 @@ def commit(
                               metric_files, forget)
         artifacts, inputs = chosen.artifacts, chosen.inputs
         _check_paths(root, artifacts, inputs, chosen.remembered_paths, name)
+        workspace.no_escaping_links(root, [p for p in artifacts + inputs if (root / p).is_dir()])
         owner = sources.other_owner(root, name, artifacts) if name_defaulted else None
         if owner:
             raise BadInput(owner[0], f"is an artifact of snapshot {owner[1]!r}; say which "

@@ -116,6 +116,28 @@ def nested_repository(root: Path, rel: str) -> str | None:
     return None
 
 
+def no_escaping_links(root: Path, folders: list[str]) -> None:
+    """Refuse a symbolic link committed to Git inside a recorded folder when it leaves the
+    repository or enters ``.git``: DVC follows links when it hashes and adds a folder, so a
+    cloned ``data/sub -> ~/.ssh`` would read the user's files into a snapshot (and push them).
+    Links the user made and never committed are theirs to follow."""
+    if not folders:
+        return
+    from mlsnap import pathsafety
+
+    raw = gitrepo.run(root, ["ls-files", "-s", "-z", "--", *folders]).stdout
+    for entry in raw.split(b"\x00"):
+        meta, _, name = entry.partition(b"\t")
+        if not meta.startswith(b"120000"):
+            continue
+        rel = name.decode(errors="replace")
+        reason = pathsafety.escape(root, rel)
+        if reason:
+            raise pathsafety.UnsafePath(rel, f"a symbolic link committed to Git inside a "
+                                        f"recorded folder: {reason.split(' ', 1)[1]}; DVC would "
+                                        f"read through it; remove it (`git rm --cached {rel}`)")
+
+
 def unfinished(root: Path, manifests: list[Manifest]) -> list[str]:
     """Manifests and ``.dvc`` pointers that differ from HEAD (or are new): the trace of an
     ``mlsnap commit`` killed between writing them and its Git commit."""
