@@ -187,14 +187,16 @@ class _StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
+        seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if (type(key), key) in seen:  # 1 and true are different keys
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add((type(key), key))
+            if key in seen:
+                other = seen[key]
+                # 1, 1.0 and true are one key to Python: the mapping would silently lose one
+                reason = (f"duplicate key {key!r}" if type(other) is type(key) else
+                          f"keys {other!r} and {key!r} are one key to Python; quote them")
+                raise yaml.constructor.ConstructorError(None, None, reason, key_node.start_mark)
+            seen[key] = key
         return yaml.SafeLoader.construct_mapping(self, node, deep=deep)
 
 

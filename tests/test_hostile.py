@@ -699,3 +699,67 @@ def test_hostile_checkpoint_index_is_one_line(scene: Scene) -> None:
 def test_bad_lock_timeout_is_one_line(scene: Scene) -> None:
     scene.clone()
     attempt(scene, ["pull"], 1, "MLSNAP_LOCK_TIMEOUT", env={"MLSNAP_LOCK_TIMEOUT": "abc"})
+
+
+PARAMS_FILES: list[tuple[str, str, bytes, tuple[str, ...]]] = [
+    ("alias bomb (2 KB that expands to gigabytes)", "params.yaml",
+     b"".join(f"l{i}: &l{i} [".encode() + b",".join([f"*l{i - 1}".encode()] * 9 if i else
+                                                     [b"lol"] * 9) + b"]\n" for i in range(9)),
+     ("aliases are not allowed",)),
+    ("nested 100,000 deep, YAML", "params.yaml", b"a: " + b"[" * 100000 + b"]" * 100000,
+     ("nested deeper than 64 levels",)),
+    ("nested 100,000 deep, JSON", "params.json", b"[" * 100000 + b"]" * 100000,
+     ("nested deeper than 64 levels",)),
+    ("nested 100,000 deep, TOML", "params.toml", b"a = " + b"[" * 100000 + b"]" * 100000,
+     ("nested deeper than 64 levels",)),
+    ("nested 200 deep, JSON", "params.json", b'{"a":' * 200 + b"1" + b"}" * 200,
+     ("nested too deeply",)),
+    ("binary value", "params.yaml", b"blob: !!binary aGVsbG8=\n", ("blob", "binary")),
+    ("Python object tag", "params.yaml", b"x: !!python/object/apply:os.system ['touch S']\n",
+     ("not valid YAML",)),
+    ("duplicate JSON keys", "params.json", b'{"lr": 0.1, "lr": 9}', ("duplicate key 'lr'",)),
+    ("keys equal once they are text", "params.yaml", b"1: a\n'1': b\n",
+     ("key '1' appears twice",)),
+    ("keys equal to Python", "params.yaml", b"1: a\ntrue: b\n", ("are one key to Python",)),
+    ("merge conflict", "params.yaml", b"<<<<<<< HEAD\nlr: 1\n=======\nlr: 2\n>>>>>>> x\n",
+     ("merge-conflict",)),
+    ("larger than 8 MiB", "params.yaml", b"a: " + b"x" * (8 * 1024 * 1024 + 1) + b"\n",
+     ("larger than",)),
+]
+
+
+@pytest.mark.parametrize(("label", "name", "content", "needles"), PARAMS_FILES,
+                         ids=[c[0] for c in PARAMS_FILES])
+def test_hostile_params_file_is_refused_in_one_line(scene: Scene, label: str, name: str,
+                                                     content: bytes,
+                                                     needles: tuple[str, ...]) -> None:
+    """Issue 13: a 2 KB params file with nested aliases hung `commit` (2.8 GB after 60 s);
+    params files are read with the limits manifests have."""
+    (scene.up / name).write_bytes(content.replace(b"touch S", f"touch {scene.sentinel}".encode()))
+    scene.commit(label)
+    victim = scene.clone()
+    (victim / "model.pkl").write_bytes(b"new weights")
+    head = scene.git("rev-parse", "HEAD", cwd=victim)
+    attempt(scene, ["commit", "model.pkl", "--params", name, "--no-push"], 1, name, *needles)
+    assert scene.git("rev-parse", "HEAD", cwd=victim) == head
+
+
+def test_dates_and_odd_scalars_in_params_are_recorded_as_json_safe_values(scene: Scene) -> None:
+    """Issue 13: `-p when=2024-01-02` broke `log`, `log --json`, `show --json` and `diff
+    --json` for good ("Object of type date is not JSON serializable")."""
+    victim = scene.clone()
+    mlsnap(victim, "pull")
+    (victim / "dated.yaml").write_text("at: 2024-01-02 10:00:00\ntags: !!set {b, a}\n"
+                                       "pairs: !!omap [{x: 1}, {y: 2}]\n1: one\nfalse: yes\n")
+    scene.git("add", "dated.yaml", cwd=victim)
+    scene.git("commit", "-q", "-m", "dated params", cwd=victim)
+    (victim / "model.pkl").write_bytes(b"retrained")
+    attempt(scene, ["commit", "model.pkl", "--params", "dated.yaml", "-p", "when=2024-01-02",
+                    "-p", "raw=!!binary aGk=", "-p", "t=2024-01-02T10:00:00Z", "--no-push"], 0,
+            changes_workspace=True)
+    for args in (["log"], ["log", "--json"], ["show", "--json"], ["diff", "--json"], ["diff"]):
+        attempt(scene, args, 0)
+    params = json.loads(attempt(scene, ["show", "--json"], 0).stdout)["params"]
+    assert params == {"at": "2024-01-02T10:00:00", "tags": ["a", "b"],
+                      "pairs": [["x", 1], ["y", 2]], "1": "one", "false": True,
+                      "when": "2024-01-02", "raw": "!!binary aGk=", "t": "2024-01-02T10:00:00Z"}
