@@ -103,3 +103,156 @@ def test_final_scan_refuses_a_secret_that_slipped_through(project: Path) -> None
     (project / "cfg.yaml").write_text(f"{AWS_KEY}:\n  region: eu\n")
     err = _refuses_to_write(project, ["model.pkl", "--params", "cfg.yaml"])
     assert AWS_KEY not in err
+
+
+# =========================================================================== every way in
+# Realistic (fake) secrets planted in every place a value can enter a snapshot: environment
+# variables, nested params in YAML, JSON and TOML files, metrics files, -p values, the message,
+# the tag, remote URLs and `remote set`. Then everything is scanned: the manifest, the whole
+# history (`git log -p --all`), tag names and messages, .dvc/config and all output.
+
+SECRETS = {
+    "github classic": "ghp_" + "Zq8Xw2Ty6Uv4Rs0Pn3Mk7Lj1Hg5Fd9Cb2Ae4",
+    "github fine-grained": "github_pat_" + "11ABCDEFG0" + "abcdefghij" * 5,
+    "gitlab": "glpat-" + "Xy7Zw3Vu9Ts1Rq5Po2Nm",
+    "aws key id": "AKIA" + "QYLPMN5HHHFPZAM2",
+    "aws secret": "wJalrXUtnFEMI/" + "K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "slack bot": "xoxb-" + "2718281828-3141592653-AbCdEfGhIjKlMnOpQrStUvWx",
+    "slack webhook": "https://hooks.slack.com/services/" + "T0ABCDEF1/B0GHIJKL2/" + "q" * 24,
+    "discord webhook": "https://discord.com/api/webhooks/" + "112233445566778899/" + "Ab-Cd" * 10,
+    "openai": "sk-proj-" + "Pq7Rs8Tu9Vw0Xy1Za2Bc3De4Fg5Hi6Jk",
+    "anthropic": "sk-ant-api03-" + "Lm9No8Pq7Rs6Tu5Vw4Xy3Za2Bc1",
+    "huggingface": "hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ012345",
+    "google": "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+    "stripe": "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+    "npm": "npm_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    "pypi": "pypi-AgEIcHlwaS5vcmc" + "CJGI4ZjM2YTg5LWNmNzItNDU2Zi05ZTk1LTA1YjVlNWUzNWE3YgACKl",
+    "sendgrid": "SG." + "ngeVfQFYQlKU0ufo8x5d1A" + "." + "TwL2iGABf9DHoTf-09kqeF8tAmbihYzrnopKc-1s5cr",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9" + ".eyJzdWIiOiJtbHNuYXAtdGVzdCJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg",
+    "private key body": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+    "azure account key": "Zm9vYmFyYmF6cXV4" + "MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=",
+    "sql password": "S3cr3t!Passw0rd",
+    "postgres password": "pg-pass-4f3e2d1c",
+    "token-only URL": "tok" + "9f8e7d6c5b4a3f2e1d0c9b8a",
+    "bearer": "bearer-" + "0a1b2c3d4e5f6a7b8c9d",
+    "basic": "YWRtaW46c3VwZXJzZWNyZXQ=",
+    "yaml api key": "yaml-api-key-77ab99cd",
+    "json password": "json-password-5566aa",
+    "toml secret": "toml-secret-8877bbcc",
+    "env token": "env-token-looks-plain-31415",
+    "env password": "env-password-27182",
+    "-p password": "cli-password-16180",
+    "sas sig": "sv2022sigAbCdEf1234567890",
+    "camel secret": "camel-client-secret-9090",
+    "message password": "msg-password-4242",
+    "x-api-key": "x-api-key-value-6d6d6d",
+    "metrics token": "metrics-token-0101ab",
+}
+S = SECRETS
+
+LOOKALIKES = {
+    "data_dir": None,  # $PWD/data: filled in with the real path
+    "key_dim": 64,
+    "tokenizer": "bpe",
+    "num_tokens": 512,
+    "max_tokens": 2048,
+    "pad_token": "<pad>",
+    "password_file": "/run/secrets/db_password",
+    "sort_key": "created_at",
+    "secret_name": "prod-db-credentials",
+    "repo": "ssh://git@github.com/acme/models.git",
+    "mirror": "https://alice@example.com/acme/models",
+    "checksum": "d41d8cd98f00b204e9800998ecf8427e",
+    "author": "Ada Lovelace",
+    "keyboard": "qwerty",
+    "token_type": "bearer",
+    "socket": "/tmp/ssh-XXXXabcd/agent.1234",
+}
+
+
+def test_secrets_planted_everywhere_never_leave_and_lookalikes_stay_verbatim(
+        project: Path) -> None:
+    env = {"MY_SERVICE_TOKEN": S["env token"], "DB_PASSWORD": S["env password"],
+           "AWS_SECRET_ACCESS_KEY": S["aws secret"], "AWS_ACCESS_KEY_ID": S["aws key id"],
+           "HF_TOKEN": S["huggingface"], "PWD": str(project), "OLDPWD": str(project.parent),
+           "SSH_AUTH_SOCK": LOOKALIKES["socket"], "GIT_ASKPASS": "/usr/lib/git-core/askpass"}
+    lookalikes = dict(LOOKALIKES, data_dir=f"{project}/data")
+    (project / "train.yaml").write_text(
+        "train:\n  lr: 0.001\n"
+        f"  service:\n    api_key: {S['yaml api key']}\n"
+        f"    headers:\n      Authorization: Bearer {S['bearer']}\n"
+        f"      X-Api-Key: {S['x-api-key']}\n"
+        f"  webhook: {S['slack webhook']}\n"
+        f"  notify: {S['discord webhook']}\n"
+        f"  deploy_key: |\n    -----BEGIN RSA PRIVATE KEY-----\n    {S['private key body']}\n"
+        "    -----END RSA PRIVATE KEY-----\n"
+        + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in lookalikes.items()))
+    (project / "db.json").write_text(json.dumps({
+        "db": {"url": f"postgres://ml:{S['postgres password']}@db.internal:5432/runs",
+               "password": S["json password"],
+               "mssql": f"Server=db;Database=ml;User Id=sa;Password={S['sql password']};"},
+        "storage": {"conn": "DefaultEndpointsProtocol=https;AccountName=acme;"
+                            f"AccountKey={S['azure account key']};EndpointSuffix=core.windows.net",
+                    "sas": f"https://acme.blob.core.windows.net/c/m.bin?sv=2022&sig={S['sas sig']}"},
+        "oauth": {"clientSecret": S["camel secret"], "auth": f"Basic {S['basic']}"},
+        "tokens": {"github": S["github fine-grained"], "gitlab": S["gitlab"],
+                   "pypi": S["pypi"], "npm": S["npm"]}}))
+    (project / "extra.toml").write_text(
+        f'[vendor]\nsecret = "{S["toml secret"]}"\nstripe = "{S["stripe"]}"\n'
+        f'sendgrid = "{S["sendgrid"]}"\nbatch = 32\n')
+    (project / "metrics.json").write_text(json.dumps({"acc": 0.9, "run_token": S["metrics token"]}))
+    (project / "model.pkl").write_bytes(b"weights")
+    printed = []
+
+    def run(*args: str, code: int = 0) -> None:
+        proc = mlsnap(project, *args, env=env, check=code)
+        printed.extend([proc.stdout, proc.stderr])
+
+    # Remote URLs and settings holding credentials: refused without --local, never echoed.
+    run("init", "--remote", f"https://ml:{S['postgres password']}@dav.example.com/s", code=1)
+    run("init", "--remote", f"https://{S['token-only URL']}@git.example.com/store", code=1)
+    run("init", "--remote", f"https://x.example.com/s?sig={S['sas sig']}", code=1)
+    run("remote", "set", "url", f"https://{S['github classic']}@github.com/acme/m", code=1)
+    run("remote", "set", "password", S["sql password"], code=1)
+    run("remote", "set", "token", S["slack bot"], code=1)
+    run("remote", "set", "url", f"https://{S['token-only URL']}@store.example.com/m",
+        "--local")  # accepted: .dvc/config.local is never committed
+    run("commit", "model.pkl", "--params", "train.yaml:train", "--params", "db.json",
+        "--params", "extra.toml", "--metrics", "metrics.json",
+        "-p", f"db.password={S['-p password']}", "-p", f"note=uses {S['openai']}",
+        "-p", f"jwt={S['jwt']}", "-p", f"hook={S['slack webhook']}",
+        "-p", f"cmd=curl -H 'Authorization: Bearer {S['bearer']}'",
+        "-p", f"anthropic={S['anthropic']}", "-p", f"gapi={S['google']}",
+        "-M", f"retrained in {project}: password={S['message password']} {S['github classic']}",
+        "--no-push")
+    run("commit", "model.pkl", "--tag", f"1.0.0+{S['github classic']}", "--no-push", code=1)
+    run("commit", "model.pkl", "--tag", "1.0.0", "-M", f"again with {S['slack bot']}",
+        "-p", "epoch=2", "--no-push")
+    run("tag", "model", f"2.0.0+{S['gitlab']}", code=1)
+    for args in (["show"], ["show", "--json"], ["log"], ["log", "--json"], ["diff"],
+                 ["diff", "--json"], ["env", "--json"], ["status", "--no-remote"],
+                 ["show", "--requirements"]):
+        proc = mlsnap(project, *args, env=env, check=None)
+        printed.extend([proc.stdout, proc.stderr])
+
+    everything = "\n".join([
+        *printed,
+        (project / ".mlsnap" / "model.yaml").read_text(),
+        git(project, "log", "-p", "--all"),
+        git(project, "tag", "-l"),
+        git(project, "for-each-ref", "--format=%(refname) %(contents)", "refs/tags"),
+        (project / ".dvc" / "config").read_text(),
+    ])
+    leaked = sorted(label for label, value in SECRETS.items() if value in everything)
+    assert leaked == [], leaked
+    assert len(SECRETS) >= 25
+    assert S["token-only URL"] in (project / ".dvc" / "config.local").read_text()
+
+    params = json.loads(mlsnap(project, "show", "--json", env=env).stdout)["params"]
+    kept = {k: params[k] for k in lookalikes if k in params}
+    assert kept == lookalikes  # every look-alike recorded exactly as given
+    assert params["lr"] == 0.001 and params["vendor"]["batch"] == 32
+    assert len(lookalikes) >= 10
+    message = json.loads(mlsnap(project, "log", "--json", env=env).stdout)[1]["message"]
+    assert message.startswith(f"retrained in {project}: password=***")
+    assert git(project, "status", "--porcelain", "--", ".dvc") == ""
