@@ -15,7 +15,7 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -120,32 +120,6 @@ def target(base: Path, path: str, where: str) -> Path:
     return base.joinpath(*path.split("/"))
 
 
-def links_on_the_way(base: Path, rels: Iterable[str]) -> list[str]:
-    """Existing symbolic links at, or on the way to, each of ``rels`` under ``base``.
-
-    ``base`` itself is not examined (its callers checked it). Each distinct prefix costs one
-    ``lstat``.
-    """
-    found: set[str] = set()
-    seen: set[str] = set()
-    for rel in rels:
-        prefix = ""
-        for part in rel.split("/"):
-            prefix = f"{prefix}/{part}" if prefix else part
-            if prefix in seen:
-                if prefix in found:
-                    break
-                continue
-            seen.add(prefix)
-            full = base / prefix
-            if full.is_symlink():
-                found.add(prefix)
-                break
-            if not full.is_dir():
-                break
-    return sorted(found)
-
-
 def links_below(folder: Path) -> list[str]:
     """Symbolic links anywhere inside ``folder`` (relative POSIX paths), found without
     following any; none of mlsnap's or DVC's making (restored files are copies)."""
@@ -212,13 +186,6 @@ def parse_listing(raw: bytes, path: str, oid: str) -> list[tuple[str, str]]:
                 raise UnsafePath(where, f"names {parent!r} both as a file and as a folder")
             parent = parent.rpartition("/")[0]
     return entries
-
-
-def component(name: str, where: str) -> str:
-    """A single file name (no folder) that ``check`` accepts."""
-    if "/" in name:
-        raise UnsafePath(where, f"{name!r} is not a single file name")
-    return check(name, where)
 
 
 _POINTER_KEYS = {"outs", "md5", "desc", "meta", "wdir"}
