@@ -680,9 +680,12 @@ def test_hostile_checkpoint_index_is_one_line(scene: Scene) -> None:
     victim = scene.clone()
     ckpt = victim / "ckpt"
     ckpt.mkdir()
-    script = ("import mlsnap, sys\n"
-              "c = mlsnap.Checkpointer('ckpt')\n"
-              "c.save(1, lambda p: open(p, 'wb').write(b'x'))\n")
+    script = ("import sys, mlsnap\n"
+              "from mlsnap.errors import MlsnapError\n"
+              "try:\n"
+              "    mlsnap.Checkpointer('ckpt').save(1, lambda p: open(p, 'wb').write(b'x'))\n"
+              "except MlsnapError as exc:\n"
+              "    sys.exit(f'Error: {exc}')\n")
     outside = scene.outside_state()
     escaping = ("mlsnap-checkpoints: 1\ncheckpoints:\n- {name: '../../../x', step: 1, time: t, "
                 "metrics: {}, md5: d41d8cd98f00b204e9800998ecf8427e, size: 0, nfiles: 1}\n")
@@ -691,7 +694,9 @@ def test_hostile_checkpoint_index_is_one_line(scene: Scene) -> None:
         (ckpt / "index.yaml").write_text(index)
         proc = subprocess.run([sys.executable, "-c", script], cwd=victim, capture_output=True,
                               text=True, check=False)
-        assert proc.returncode != 0 and "invalid checkpoint index" in proc.stderr, proc.stderr
+        line = proc.stderr.strip()
+        assert proc.returncode == 1 and "\n" not in line and "Traceback" not in line, line
+        assert line.startswith("Error: ") and "invalid checkpoint index" in line, line
     assert sorted(p.name for p in ckpt.iterdir()) == ["index.yaml"]
     assert scene.outside_state() == outside and not scene.sentinel.exists()
 
