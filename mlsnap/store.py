@@ -546,6 +546,8 @@ def download(repo: Repo, wanted: Sequence[tuple[str, str]], *, jobs: int | None 
     import secrets
     from concurrent.futures import ThreadPoolExecutor
 
+    from dvc_data.callbacks import Tqdm, TqdmCallback
+
     from mlsnap.errors import HashMismatch
 
     todo = {md5: label for label, md5 in wanted if not in_cache(repo, md5)}
@@ -579,9 +581,15 @@ def download(repo: Repo, wanted: Sequence[tuple[str, str]], *, jobs: int | None 
 
     try:
         odb = repo.cloud.get_remote_odb(remote, "fetch")
-        with ThreadPoolExecutor(max(1, jobs or 8)) as pool:
-            done = list(pool.map(lambda item: (item[0], one(item[0], item[1], odb)),
-                                 todo.items()))
+        done = []
+        # DVC's own progress bar (drawn on a terminal only), as its fetch showed it.
+        with ThreadPoolExecutor(max(1, jobs or 8)) as pool, TqdmCallback(
+                size=len(todo), unit="file", desc=f"Fetching from {odb.fs.protocol}",
+                bar_format=Tqdm.BAR_FMT_DEFAULT_NESTED) as bar:
+            for result in pool.map(lambda item: (item[0], one(item[0], item[1], odb)),
+                                   todo.items()):
+                done.append(result)
+                bar.relative_update()
     except MlsnapError:
         raise
     except Exception as exc:  # noqa: BLE001 - DVC's, OSError, the plugins' own (httpx, botocore)
