@@ -10,16 +10,28 @@ import os
 import signal
 import sys
 
-from mlsnap.interrupts import (
-    ignore_late_signals,
-    interrupted_line,
-    quiet_closed_pipe,
-    quiet_unraisable,
-    terminate,
-)
+
+def _stopped_early(exc: BaseException) -> None:
+    """A Ctrl-C before the handlers below exist: the same one line, nothing has started."""
+    import shlex
+
+    command = shlex.join(["mlsnap", *sys.argv[1:]])
+    print(f"interrupted: `{command}` stopped before it finished; nothing lost; "
+          f"run `{command}` to finish", file=sys.stderr)
+    sys.exit(int(getattr(exc, "exit_code", 130)))
 
 
 def main() -> None:
+    try:
+        from mlsnap.interrupts import (
+            ignore_late_signals,
+            interrupted_line,
+            quiet_closed_pipe,
+            quiet_unraisable,
+            terminate,
+        )
+    except KeyboardInterrupt as exc:
+        _stopped_early(exc)
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, terminate)
     if not os.environ.get("MLSNAP_DEBUG"):

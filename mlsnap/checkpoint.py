@@ -117,12 +117,27 @@ class Checkpointer:
         self.push = push
         self.allow_dirty = allow_dirty
         self._saved_since_commit = 0
+        self._mark: Path | None = None
         if snapshot:  # fail now, not after hours of training
             from mlsnap import workspace
 
             here = next(p for p in self.directory.parents if p.is_dir())
             workspace.require_ready(workspace.find_root(here))
         self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _mark_writer(self) -> None:
+        """Tell the repository's next mlsnap command where this process writes partial files,
+        so that it clears them if this process is killed (``journal.mark_writer``)."""
+        from mlsnap import gitrepo, journal
+        from mlsnap.errors import NotAGitRepo
+
+        if self._mark is not None and self._mark.is_file():
+            return
+        try:
+            root = gitrepo.toplevel(self.directory)
+            self._mark = journal.mark_writer(root, self.directory)
+        except (NotAGitRepo, OSError):
+            self._mark = None  # outside a repository nothing else would look
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -180,6 +195,7 @@ class Checkpointer:
         if self.keep_best and not is_number(values.get(self.monitor)):
             raise BadInput(f"save(step={step})", f"metrics lack a number for {self.monitor!r}, "
                            f"which keep_best={self.keep_best} ranks by; pass it in metrics")
+        self._mark_writer()
         self._recover()
         index = self._read()
         stamp = time.gmtime()
@@ -253,6 +269,9 @@ class Checkpointer:
         """End of training: with ``snapshot=True``, commit what was saved since the last commit."""
         if self.snapshot and self._saved_since_commit:
             self.commit()
+        if self._mark is not None:
+            self._mark.unlink(missing_ok=True)
+            self._mark = None
 
     def __enter__(self) -> Checkpointer:  # noqa: PYI034 - Self needs Python 3.11
         return self

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mlsnap.interrupts import Terminated  # noqa: F401 - re-exported; it lives with the SIGTERM handler
+
 EXIT_ERROR = 1
 EXIT_CHECK_FAILED = 3
 
@@ -15,14 +17,6 @@ class MlsnapError(Exception):
     """Root of every error a user can act on."""
 
     exit_code = EXIT_ERROR
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every clean-up path treats both alike."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.exit_code = 128 + signum
 
 
 class CheckFailed(MlsnapError):

@@ -13,9 +13,17 @@ import sys
 from types import FrameType
 
 
-def terminate(signum: int, frame: FrameType | None) -> None:
-    from mlsnap.errors import Terminated
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up path treats both alike. Defined here,
+    not in ``mlsnap.errors``: the handler may run while any module is half-imported, so it
+    must not import anything."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+
+
+def terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated(signum)
 
 

@@ -348,3 +348,22 @@ def test_a_snapshot_that_fails_mid_training_warns_and_training_goes_on(project: 
     git(project, "checkout", "--", "train.py")
     ckpt.close()  # the retry records what was saved
     assert git(project, "rev-parse", "HEAD") != before
+
+
+def test_a_killed_save_leaves_nothing_once_any_mlsnap_command_runs(project: Path) -> None:
+    """A training killed (SIGKILL) in the middle of a save: the partial checkpoint is cleared
+    by the repository's next mlsnap command, `status` included, not only by the next save."""
+    script = project / "train_kill.py"
+    script.write_text(
+        "import os, signal\n"
+        "from mlsnap import Checkpointer\n"
+        "def half(path):\n"
+        "    open(path, 'wb').write(b'half a checkpoint')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "Checkpointer('ckpts', snapshot=False).save(1, half)\n")
+    proc = subprocess.run([sys.executable, str(script)], cwd=project, check=False, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert [p.name for p in (project / "ckpts").iterdir() if p.name.startswith(".mlsnap-tmp-")]
+    mlsnap(project, "log", check=None)
+    assert not [p.name for p in (project / "ckpts").iterdir() if p.name.startswith(".mlsnap-tmp-")]
+    assert not (project / ".git" / "mlsnap-writers").exists()
