@@ -127,9 +127,20 @@ class HookChange:
 
 
 def install(root: Path, python: str | None = None) -> list[HookChange]:
-    """Write the three hooks; keep any foreign hook as ``<hook>.pre-mlsnap`` (runs first)."""
-    python = python or os.path.abspath(sys.executable)
+    """Write the three hooks; keep any foreign hook as ``<hook>.pre-mlsnap`` (runs first).
+
+    Journaled like every writing command: a kill leaves at most a partial hook under a
+    temporary name, which the next mlsnap command removes."""
+    from mlsnap import journal
+
     folder = hooks_dir(root)
+    intent = journal.Intent("hooks", argv=journal.command_line("hooks install"),
+                            clean=[str(folder)])
+    with journal.operation(root, intent):
+        return _install(root, folder, python or os.path.abspath(sys.executable))
+
+
+def _install(root: Path, folder: Path, python: str) -> list[HookChange]:
     folder.mkdir(parents=True, exist_ok=True)
     plan = []
     for hook in GIT_HOOKS:  # check everything before touching anything

@@ -2,7 +2,7 @@
 
 Every command that writes (``commit``, ``init``, ``pull``, ``push``, ``get``) runs inside
 ``operation()``. It takes the repository lock, finishes what an earlier, killed command left (see
-``recover``), then writes ``.git/mlsnap/journal.json`` *before the first change*: the files the
+``recover``), then writes ``.git/mlsnap/journal/journal.json`` *before the first change*: the files the
 command may rewrite (their old bytes are saved beside the journal), the folders where it or DVC
 may leave partial copies, and the Git state it started from. The journal is removed only once
 the command has finished; a command that raises (Ctrl-C, SIGTERM, any error) rolls back at
@@ -33,7 +33,7 @@ from mlsnap import gitrepo
 from mlsnap.errors import JournalFailed, MlsnapError
 from mlsnap.fsutil import TMP_PREFIX, atomic_write, fsync_dir, repo_lock, try_repo_lock
 
-JOURNAL_DIR = "mlsnap"
+JOURNAL_DIR = "mlsnap/journal"  # its own folder: .git/mlsnap also holds caches (history.json)
 JOURNAL = "journal.json"
 
 # DVC writes "<dir>/.<22 url-safe chars>.tmp" (checkout, cache) and "<file>.<22 chars>.tmp"
@@ -434,6 +434,8 @@ def operation(root: Path, intent: Intent) -> Iterator[Operation]:
     rolled back (or forward, past its Git commit) here and now, with further signals held off
     until that is done; a kill leaves the journal to the next command.
     """
+    # mlsnap's own folder holds the manifests and the config, written through temporaries.
+    intent.clean = sorted({*intent.clean, str(root / ".mlsnap")})
     with repo_lock(lock_path(root)):
         _recover_locked(root)
         op = Operation(root, intent)

@@ -576,7 +576,7 @@ def test_sigterm_rolls_back_at_once_and_says_so_in_one_line(project: Path) -> No
                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "MLSNAP_DEBUG": ""})
     deadline = 100
-    journal = project / ".git" / "mlsnap" / "journal.json"
+    journal = project / ".git" / "mlsnap" / "journal" / "journal.json"
     while not journal.exists() and deadline and proc.poll() is None:  # it has begun to write
         deadline -= 1
         subprocess.run(["sleep", "0.05"], check=True)
@@ -620,3 +620,16 @@ def test_git_locks_of_a_killed_process_group_are_removed_but_a_users_own_stay(
     index_lock.unlink()
     mlsnap(project, "commit", "model.bin", "--no-push")
     assert head_manifest(project).artifacts[0].md5 == md5_bytes(b"newer model")
+
+
+def test_a_finished_command_leaves_the_log_cache_in_place(project: Path) -> None:
+    """The journal has a folder of its own: dropping it keeps `log`'s parse cache."""
+    (project / "m.bin").write_bytes(b"one")
+    mlsnap(project, "commit", "m.bin", "--no-push")
+    mlsnap(project, "log")
+    cache = project / ".git" / "mlsnap" / "history.json"
+    assert cache.is_file()
+    (project / "m.bin").write_bytes(b"two")
+    mlsnap(project, "commit", "m.bin", "--no-push")
+    assert cache.is_file()
+    assert not (project / ".git" / "mlsnap" / "journal").exists()
