@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
+import types
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from typing import Any
 from mlsnap import collected, config, gitrepo, journal, store
 from mlsnap.config import ALL_NAMES, Best, Policy
 from mlsnap.errors import BadInput, NotInitialized, StaleRefs
+from mlsnap.fsutil import fault_point
 from mlsnap.gcview import Snap, View, read_view
 from mlsnap.manifest import Manifest, is_valid_name
 
@@ -222,8 +225,10 @@ def _run(root: Path, name: str | None, policies: dict[str, Policy], remote: bool
                         for s in gone if not snap_objects[(s.commit, s.name)] & skip]
                 collected.add(root, done)  # said before done: a kill leaves it to the rerun
                 store.put_gc_note(repo, None, note_name, collected.dump(done))
+            fault_point("gc-before-delete")
             local = Space(local.where, local.objects, local.bytes,
                           store.delete_cached(repo, local_del))
+            fault_point("gc-after-cache-delete")
             if rem is not None and odb is not None:
                 rem = Space(rem.where, rem.objects, rem.bytes,
                             store.delete_remote(odb, remote_del), rem.skipped_new)
@@ -334,5 +339,18 @@ def _stale_refs(root: Path, view: View) -> list[str]:
 def _utc(stamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
+
+class _CallableModule(types.ModuleType):
+    """``mlsnap.gc(...)`` is the Python API's gc, and ``mlsnap.gc`` is also this module: once
+    it is imported Python sets the package's attribute to the module, whatever the package's
+    lazy table says. Calling the module therefore calls the API function."""
+
+    def __call__(self, **kwargs: Any) -> GcResult:
+        from mlsnap.api import gc as api_gc
+
+        return api_gc(**kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["GcResult", "Space", "Verdict", "gc", "parse_best"]

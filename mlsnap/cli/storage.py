@@ -51,10 +51,11 @@ def gc(name: str | None, keep_last: int | None, keep_best: tuple[str, int] | Non
 
     Example: mlsnap gc --keep-last 3 --keep-best accuracy:max 1 --remote --yes
     """
-    from mlsnap import gc as gcmod
+    from mlsnap.gc import gc as run_gc
+    from mlsnap.gc import parse_best
 
-    best = gcmod.parse_best(*keep_best) if keep_best else None
-    result = gcmod.gc(name=name, keep_last=keep_last, keep_best=best,
+    best = parse_best(*keep_best) if keep_best else None
+    result = run_gc(name=name, keep_last=keep_last, keep_best=best,
                       keep_within_days=keep_within, remote=remote, yes=yes,
                       allow_stale_refs=allow_stale_refs, jobs=jobs)
     if as_json:
