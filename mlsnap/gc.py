@@ -230,8 +230,10 @@ def _run(root: Path, name: str | None, policies: dict[str, Policy], remote: bool
                           store.delete_cached(repo, local_del))
             fault_point("gc-after-cache-delete")
             if rem is not None and odb is not None:
-                rem = Space(rem.where, rem.objects, rem.bytes,
-                            store.delete_remote(odb, remote_del), rem.skipped_new)
+                deleted, fresh = store.delete_remote(odb, remote_del, older_than=remote_start,
+                                                     jobs=jobs)
+                rem = Space(rem.where, rem.objects, rem.bytes, deleted,
+                            rem.skipped_new + len(fresh))
     verdicts = _verdicts(view, selected, reasons, snap_objects, units, sizes)
     return GcResult(not yes, policies, verdicts, local, rem, notes)
 

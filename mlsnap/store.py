@@ -863,28 +863,39 @@ def delete_cached(repo: Repo, oids: Sequence[str]) -> int:
     return removed
 
 
-def delete_remote(odb: Any, oids: Sequence[str]) -> int:
+def delete_remote(odb: Any, oids: Sequence[str], *, older_than: float | None = None,
+                  jobs: int | None = None) -> tuple[int, set[str]]:
     """Remove ``oids`` from the remote (files first, then listings; batched where the fs
-    can); DVC's record of folders complete on the remote is cleared first."""
+    can); DVC's record of folders complete on the remote is cleared first. With
+    ``older_than``, each batch is asked again just before it goes, and an object written
+    since (a push racing this gc) stays. Return (deleted, kept because written since)."""
     from dvc_data.hashfile.db import get_index
 
     ordered = _listings_last(oids)
     if not ordered:
-        return 0
+        return 0, set()
     with contextlib.closing(get_index(odb)) as index:
         index.clear()
+    deleted, fresh = 0, set()
     for batch in ([o for o in ordered if not o.endswith(".dir")],
                   [o for o in ordered if o.endswith(".dir")]):
         for start in range(0, len(batch), 1000):
-            paths = [odb.oid_to_path(o) for o in batch[start:start + 1000]]
-            if paths:
-                try:
-                    odb.fs.remove(paths)
-                except FileNotFoundError:  # one vanished meanwhile: the rest one by one
-                    for path in paths:
-                        with contextlib.suppress(FileNotFoundError):
-                            odb.fs.remove(path)
-    return len(ordered)
+            chunk = batch[start:start + 1000]
+            if older_than is not None:
+                now = remote_objects(odb, chunk, jobs)
+                fresh |= {o for o, r in now.items() if r.mtime is None or r.mtime >= older_than}
+                chunk = [o for o in chunk if o in now and o not in fresh]
+            paths = [odb.oid_to_path(o) for o in chunk]
+            if not paths:
+                continue
+            try:
+                odb.fs.remove(paths)
+            except FileNotFoundError:  # one vanished meanwhile: the rest one by one
+                for path in paths:
+                    with contextlib.suppress(FileNotFoundError):
+                        odb.fs.remove(path)
+            deleted += len(paths)
+    return deleted, fresh
 
 
 def _notes_dir(repo: Repo, remote: str | None) -> tuple[Any, str]:

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
 
-import mlsnap
+from mlsnap import environment, snapshot
+from mlsnap.manifest import Manifest
 from tests.helpers import git
+
+
+@functools.cache
+def _environment() -> environment.Environment:
+    """This process's environment, described once: gc does not look at it, and describing it
+    costs more than the rest of a small snapshot."""
+    return environment.this_process()
+
+
+def take(root: Path, paths: list[str], *, name: str = "model", acc: float | None = None,
+         msg: str = "", push: bool = True, tag: str | None = None) -> str:
+    """One snapshot of ``paths`` through the commit flow itself; return the commit."""
+    result = snapshot.commit(paths, name=name, message=msg, push=push, tag=tag, cwd=root,
+                             env=_environment(),
+                             extra_metrics=None if acc is None else {"acc": acc})
+    return result.commit
+
+
+def show(root: Path, rev: str, name: str = "model") -> Manifest:
+    from mlsnap import history
+
+    return history.show(rev, name, cwd=root)
 
 
 def add_origin(root: Path, origin: Path) -> Path:
@@ -25,9 +49,7 @@ def snap(root: Path, data: bytes, *, name: str = "model", path: str = "model.bin
     target = root / path
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
-    result = mlsnap.commit(path, name=name, metrics=None if acc is None else {"acc": acc},
-                           message=msg, push=push, tag=tag, repo=root)
-    return result.commit
+    return take(root, [path], name=name, acc=acc, msg=msg, push=push, tag=tag)
 
 
 def folder(root: Path, path: str, files: dict[str, bytes]) -> None:
@@ -65,7 +87,7 @@ def md5(data: bytes) -> str:
 
 def unit(root: Path, rev: str, name: str = "model") -> set[str]:
     """Every object of the snapshot ``name`` at ``rev``: outputs, and a folder's files."""
-    manifest = mlsnap.show(rev, name=name, repo=root)
+    manifest = show(root, rev, name)
     found: set[str] = set()
     for _, oid in manifest.tracked:
         found.add(oid)

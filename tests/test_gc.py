@@ -22,6 +22,7 @@ from tests.gctools import (
     oid_path,
     remote_of,
     snap,
+    take,
     unit,
 )
 from tests.helpers import git
@@ -198,7 +199,7 @@ def test_a_folder_is_one_unit_and_files_it_shares_stay(project: Path, remote_dir
     commits = []
     for files in states:
         folder(project, "ckpt", files)
-        commits.append(mlsnap.commit("ckpt", repo=project).commit)
+        commits.append(take(project, ["ckpt"]))
     git(project, "push", "-q", "origin", "main")
     first = unit(project, commits[0])
     run(project, "gc", "--keep-last", "2", "--remote", "--yes")
