@@ -48,8 +48,6 @@ def gc(name: str | None, keep_last: int | None, keep_best: tuple[str, int] | Non
     snapshots whose bytes are not all on the remote. Without policy options the `retention:`
     of .mlsnap/config.yaml applies; with none at all every snapshot is kept and gc shows the
     space each takes (unique to it, shared with others).
-
-    Example: mlsnap gc --keep-last 3 --keep-best accuracy:max 1 --remote --yes
     """
     from mlsnap.gc import gc as run_gc
     from mlsnap.gc import parse_best
@@ -69,7 +67,8 @@ def render(result: Any) -> list[str]:
     lines = ["dry run: nothing deleted (--yes deletes)"] if result.dry_run else []
     rows = [["", "COMMIT", "DATE", "NAME", "UNIQUE", "SHARED", "WHY"]]
     for v in result.snapshots:
-        rows.append(["keep" if v.keep else "collect", v.short, v.date[:10], v.name,
+        rows.append(["keep" if v.keep else "collect", v.short, v.date[:16].replace("T", " "),
+                     v.name,
                      size(v.unique_bytes), size(v.shared_bytes), ", ".join(v.reasons) or "-"])
     if len(rows) > 1:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
