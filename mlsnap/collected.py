@@ -39,8 +39,8 @@ class Record:
 
     @property
     def says(self) -> str:
-        return f"collected by `mlsnap gc` on {self.when[:10]} ({self.by}) from remote " \
-               f"{self.remote!r}"
+        when = self.when[:16].replace("T", " ")
+        return f"collected by `mlsnap gc` on {when} UTC ({self.by}) from remote {self.remote!r}"
 
 
 def _path(root: Path) -> Path:

@@ -426,8 +426,8 @@ def path_changes(root: Path, tips: Sequence[str], spec: str) -> list[tuple[str, 
     """
     if not tips:
         return []
-    proc = run(root, ["log", "--stdin", "--full-history", "--no-abbrev", "--raw", "-z",
-                      "--no-renames", "--format=%x1e%H %ct", "--", spec],
+    proc = run(root, ["log", "--stdin", "--topo-order", "--full-history", "--no-abbrev",
+                      "--raw", "-z", "--no-renames", "--format=%x1e%H %ct", "--", spec],
                input="".join(f"{t}\n" for t in dict.fromkeys(tips)).encode())
     found: list[tuple[str, int, str, str]] = []
     tokens = proc.stdout.split(b"\x00")
