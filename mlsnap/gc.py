@@ -175,7 +175,7 @@ def _run(root: Path, name: str | None, policies: dict[str, Policy], remote: bool
             stamp = store.put_gc_note(repo, None, note_name, collected.dump([]))
             remote_start = stamp if stamp is not None else started
         units: dict[str, list[str]] = {}
-        for md5 in {m for blob in view.all_blobs() for m in _md5s(view, blob)}:
+        for md5 in {m for blob in view.all_blobs() for m in _md5s(view, blob)} | view.loose_md5s:
             objects = store.unit_objects(repo, odb, md5)
             units[md5] = objects if objects is not None else [md5]
             if objects is None and md5.endswith(".dir"):
@@ -214,17 +214,19 @@ def _run(root: Path, name: str | None, policies: dict[str, Policy], remote: bool
         local = Space("cache", len(local_del), sum(cached[o] for o in local_del))
         rem = None
         if remote:
-            rem = Space(f"remote {store.default_remote(repo)[0] or 'default'!r}",
+            rem = Space(f"remote {store.remote_label(repo)!r}",
                         len(remote_del), sum(on_remote[o].size for o in remote_del),
                         skipped_new=len(set(on_remote) & skip))
         if yes:
             if remote and odb is not None:
-                remote_name = store.default_remote(repo)[0] or "default"
                 done = [collected.Record(s.commit, s.name, s.blob, _utc(started),
-                                         gitrepo.identity(root), remote_name)
+                                         gitrepo.identity(root), store.remote_label(repo))
                         for s in gone if not snap_objects[(s.commit, s.name)] & skip]
                 collected.add(root, done)  # said before done: a kill leaves it to the rerun
-                store.put_gc_note(repo, None, note_name, collected.dump(done))
+                if done:
+                    store.put_gc_note(repo, None, note_name, collected.dump(done))
+                else:  # nothing collected: no record to leave on the remote
+                    store.drop_gc_note(repo, None, note_name)
             fault_point("gc-before-delete")
             local = Space(local.where, local.objects, local.bytes,
                           store.delete_cached(repo, local_del))

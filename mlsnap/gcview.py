@@ -7,6 +7,7 @@ protected tree, one batched read of the manifest blobs, one ``rev-list`` per bra
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from mlsnap.errors import BadInput, ManifestInvalid
 from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, manifest_path
 
 SPEC = f"{MANIFEST_DIR}/"
+_OID = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def read_view(root: Path) -> View:
 
     # Manifests in the work trees (this one and every worktree), committed or not.
     for where, why in [(root, "work tree"), *((p, f"worktree {p}") for p, _ in worktrees)]:
+        if (where / MANIFEST_DIR).is_symlink():  # never followed out of the repository
+            continue
         for file in sorted((where / MANIFEST_DIR).glob("*.yaml")):
             if not is_valid_name(file.stem) or file.is_symlink() or not file.is_file():
                 continue
@@ -133,11 +137,13 @@ def read_view(root: Path) -> View:
                 view.always.setdefault((s.commit, s.name), []).append("not pushed to Git")
 
     for rel in gitrepo.files_matching(root, "*.dvc"):
+        if any(p.is_symlink() for p in [root / rel, *(root / rel).parents][:rel.count("/") + 1]):
+            continue
         try:
             pointer = store.read_dvc_file(root, rel.removesuffix(".dvc"))
         except (BadInput, ManifestInvalid, OSError):
             continue
-        if pointer is not None:
+        if pointer is not None and _OID.match(pointer[0]):
             view.loose_md5s.add(pointer[0])
     return view
 

@@ -915,6 +915,12 @@ def put_gc_note(repo: Repo, remote: str | None, name: str, data: bytes) -> float
     return _mtime(info) if isinstance(info, dict) else None
 
 
+def drop_gc_note(repo: Repo, remote: str | None, name: str) -> None:
+    fs, folder = _notes_dir(repo, remote)
+    with contextlib.suppress(FileNotFoundError):
+        fs.remove(fs.join(folder, name))
+
+
 def gc_notes(repo: Repo, remote: str | None = None, limit: int = 1000) -> list[bytes]:
     """The gc records on the remote (newest ``limit``); none when it has none or cannot say."""
     try:

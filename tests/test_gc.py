@@ -269,3 +269,23 @@ def test_bad_options_are_one_line(project: Path) -> None:
                        (("--keep-within", "nan"), "must be a number of days")]:
         out = run(project, "gc", *args, check=1)
         assert out.stderr.count("\n") == 1 and text in out.stderr, out.stderr
+
+
+def test_bytes_a_plain_dvc_folder_in_the_work_tree_names_stay(project: Path, remote_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """`dvc add` outside mlsnap: a folder whose file has the very bytes of a collected model."""
+    import subprocess
+    import sys
+
+    add_origin(project, tmp_path / "origin.git")
+    old = os.urandom(1500)
+    snap(project, old)
+    snap(project, os.urandom(1500))
+    git(project, "push", "-q", "origin", "main")
+    (project / "extra").mkdir()
+    (project / "extra" / "same.bin").write_bytes(old)
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "extra"], cwd=project, check=True)
+    run(project, "gc", "--keep-last", "1", "--remote", "--yes")
+    assert md5(old) in objects(cache_of(project))
+    assert md5(old) in objects(remote_of(remote_dir))  # the collected model's copy stays too
+    assert oid_path(cache_of(project), md5(old)).read_bytes() == old
