@@ -135,109 +135,147 @@ def gc(*, name: str | None = None, keep_last: int | None = None, keep_best: Best
         return _run(root, name, policies, remote, True, allow_stale_refs, jobs)
 
 
+Key = tuple[str, str]  # (commit, name): one snapshot
+
+
+def _key(s: Snap) -> Key:
+    return (s.commit, s.name)
+
+
+@dataclass
+class _Plan:
+    """What the stores hold and what goes, all decided before anything is deleted."""
+
+    objects: dict[Key, set[str]]  # every snapshot's objects (a folder: listing and files)
+    gone: list[Snap]  # the snapshots collected
+    cached: dict[str, int]  # object -> size, in the cache
+    on_remote: dict[str, store.RemoteObject]  # collectable objects the remote holds
+    local: list[str]  # cache objects to delete (the remote holds each)
+    remote: list[str]  # remote objects to delete
+    fresh: set[str]  # remote objects of units written since gc started: they stay
+
+
 def _run(root: Path, name: str | None, policies: dict[str, Policy], remote: bool, yes: bool,
          allow_stale: bool, jobs: int | None) -> GcResult:
     started = time.time()
     view = read_view(root)
-    notes: list[str] = []
-    if remote:
-        problems = _stale_refs(root, view)
-        if problems and not allow_stale:
-            fix = ("run `git fetch --all` and retry" if gitrepo.remote_names(root) else
-                   "add the Git remote the other clones push to (`git remote add origin URL`, "
-                   "`git fetch origin`)")
-            raise StaleRefs(problems, fix)
-        notes += [f"--allow-stale-refs: {p}" for p in problems]
+    notes = _check_refs(root, view, allow_stale) if remote else []
     selected = [s for s in view.snaps if name is None or s.name == name]
-    reasons = {(s.commit, s.name): list(view.always.get((s.commit, s.name), []))
-               for s in selected}
-    for s in selected:
-        policy = policies.get(s.name) or policies.get(ALL_NAMES)
-        if view.manifests.get(s.blob) is None:
-            reasons[(s.commit, s.name)].append("unreadable manifest")
-        elif policy is None:
-            reasons[(s.commit, s.name)].append("no retention policy")
-    _apply_policies(view, selected, policies, reasons, started)
+    reasons = _reasons(view, selected, policies, started)
     if not policies:
         notes.append("no retention policy (flags or `retention:` in .mlsnap/config.yaml): "
                      "every snapshot is kept; this is the space they take")
     with store.open_repo(root) as repo:
         odb = store.gc_remote(repo)
-        if remote and odb is not None:  # what other clones' gcs collected: log marks it too
-            collected.add(root, [r for note in store.gc_notes(repo) for r in collected.parse(note)])
-        records = {(r.commit, r.name) for r in collected.load(root)}
         if odb is None:
             notes.append("no default remote: nothing is verified on a remote, so nothing is "
                          "deleted")
-        remote_start = started
-        note_name = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}.json"
-        if yes and remote and odb is not None:
-            stamp = store.put_gc_note(repo, None, note_name, collected.dump([]))
-            remote_start = stamp if stamp is not None else started
-        units: dict[str, list[str]] = {}
-        for md5 in {m for blob in view.all_blobs() for m in _md5s(view, blob)} | view.loose_md5s:
-            objects = store.unit_objects(repo, odb, md5)
-            units[md5] = objects if objects is not None else [md5]
-            if objects is None and md5.endswith(".dir"):
-                notes.append(f"folder {md5}: its listing is in neither the cache nor the "
-                             "remote; only clones that hold it can restore it")
-
-        def objects_of(blobs: Iterable[str]) -> set[str]:
-            return {o for b in blobs for m in _md5s(view, b) for o in units[m]}
-
-        snap_objects = {(s.commit, s.name): objects_of([s.blob]) for s in view.snaps}
-        open_ = [s for s in selected if not reasons[(s.commit, s.name)]]
-        wanted = set().union(*(snap_objects[(s.commit, s.name)] for s in open_))
-        present = store.remote_present(odb, sorted(wanted), jobs) if odb is not None else set()
-        for s in open_:
-            finishing = remote and (s.commit, s.name) in records  # a killed gc's own work
-            if not snap_objects[(s.commit, s.name)] <= present and not finishing:
-                reasons[(s.commit, s.name)].append(
-                    "not on the remote" if odb is not None else "no remote")
-        gone = [s for s in selected if not reasons[(s.commit, s.name)]]
-        gone_keys = {(s.commit, s.name) for s in gone}
-        kept = objects_of(view.protected) | objects_of(
-            s.blob for s in view.snaps if (s.commit, s.name) not in gone_keys)
-        kept |= {o for m in view.loose_md5s for o in units.get(m, [m])}
-        candidates = set().union(*(snap_objects[(s.commit, s.name)] for s in gone)) - kept
-
-        cached = store.cached_sizes(repo, sorted(set().union(*snap_objects.values())))
-        on_remote = (store.remote_objects(odb, sorted(candidates), jobs)
-                     if remote and odb is not None else {})
-        local_del = sorted(o for o in candidates if o in cached and o in present)
-        new = {o for o, info in on_remote.items() if info.mtime is None
-               or info.mtime >= remote_start}
-        skip = {o for s in gone if snap_objects[(s.commit, s.name)] & new
-                for o in snap_objects[(s.commit, s.name)]}  # a unit written anew stays whole
-        remote_del = sorted(o for o in on_remote if o not in skip)
-        sizes = _sizes(view, cached, on_remote)
-        local = Space("cache", len(local_del), sum(cached[o] for o in local_del))
-        rem = None
-        if remote:
-            rem = Space(f"remote {store.remote_label(repo)!r}",
-                        len(remote_del), sum(on_remote[o].size for o in remote_del),
-                        skipped_new=len(set(on_remote) & skip))
+        elif remote:  # what other clones' gcs collected: log marks it here too
+            collected.add(root, [r for note in store.gc_notes(repo) for r in collected.parse(note)])
+        note = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}.json"
+        since = started
+        if yes and remote and odb is not None:  # the start, by the remote's own clock
+            stamp = store.put_gc_note(repo, None, note, collected.dump([]))
+            since = stamp if stamp is not None else started
+        units = _units(repo, odb, view, notes)
+        plan = _plan(root, repo, odb, view, selected, reasons, units, remote, since, jobs)
+        label = f"remote {store.remote_label(repo)!r}"
+        local = Space("cache", len(plan.local), sum(plan.cached[o] for o in plan.local))
+        rem = (Space(label, len(plan.remote), sum(plan.on_remote[o].size for o in plan.remote),
+                     skipped_new=len(set(plan.on_remote) & plan.fresh)) if remote else None)
         if yes:
-            if remote and odb is not None:
-                done = [collected.Record(s.commit, s.name, s.blob, _utc(started),
-                                         gitrepo.identity(root), store.remote_label(repo))
-                        for s in gone if not snap_objects[(s.commit, s.name)] & skip]
-                collected.add(root, done)  # said before done: a kill leaves it to the rerun
-                if done:
-                    store.put_gc_note(repo, None, note_name, collected.dump(done))
-                else:  # nothing collected: no record to leave on the remote
-                    store.drop_gc_note(repo, None, note_name)
-            fault_point("gc-before-delete")
-            local = Space(local.where, local.objects, local.bytes,
-                          store.delete_cached(repo, local_del))
-            fault_point("gc-after-cache-delete")
-            if rem is not None and odb is not None:
-                deleted, fresh = store.delete_remote(odb, remote_del, older_than=remote_start,
-                                                     jobs=jobs)
-                rem = Space(rem.where, rem.objects, rem.bytes, deleted,
-                            rem.skipped_new + len(fresh))
-    verdicts = _verdicts(view, selected, reasons, snap_objects, units, sizes)
+            local, rem = _delete(root, repo, odb, plan, local, rem, note, started, since, jobs)
+    verdicts = _verdicts(view, selected, reasons, plan.objects, units,
+                         _sizes(view, plan.cached, plan.on_remote))
     return GcResult(not yes, policies, verdicts, local, rem, notes)
+
+
+def _check_refs(root: Path, view: View, allow_stale: bool) -> list[str]:
+    """Refuse a remote gc that cannot see every branch and tag; the notes when allowed."""
+    problems = _stale_refs(root, view)
+    if problems and not allow_stale:
+        fix = ("run `git fetch --all` and retry" if gitrepo.remote_names(root) else
+               "add the Git remote the other clones push to (`git remote add origin URL`, "
+               "`git fetch origin`)")
+        raise StaleRefs(problems, fix)
+    return [f"--allow-stale-refs: {p}" for p in problems]
+
+
+def _reasons(view: View, selected: list[Snap], policies: dict[str, Policy],
+             now: float) -> dict[Key, list[str]]:
+    """Why each snapshot stays (empty: collected, unless the remote lacks its bytes)."""
+    reasons = {_key(s): list(view.always.get(_key(s), [])) for s in selected}
+    for s in selected:
+        if view.manifests.get(s.blob) is None:
+            reasons[_key(s)].append("unreadable manifest")
+        elif (policies.get(s.name) or policies.get(ALL_NAMES)) is None:
+            reasons[_key(s)].append("no retention policy")
+    _apply_policies(view, selected, policies, reasons, now)
+    return reasons
+
+
+def _units(repo: Any, odb: Any, view: View, notes: list[str]) -> dict[str, list[str]]:
+    """Every object id a manifest or the work tree names -> its unit (a folder's listing and
+    files; a file alone)."""
+    units: dict[str, list[str]] = {}
+    for md5 in {m for blob in view.all_blobs() for m in _md5s(view, blob)} | view.loose_md5s:
+        objects = store.unit_objects(repo, odb, md5)
+        units[md5] = objects if objects is not None else [md5]
+        if objects is None and md5.endswith(".dir"):
+            notes.append(f"folder {md5}: its listing is in neither the cache nor the remote; "
+                         "only clones that hold it can restore it")
+    return units
+
+
+def _plan(root: Path, repo: Any, odb: Any, view: View, selected: list[Snap],
+          reasons: dict[Key, list[str]], units: dict[str, list[str]], remote: bool,
+          since: float, jobs: int | None) -> _Plan:
+    def objects_of(blobs: Iterable[str]) -> set[str]:
+        return {o for b in blobs for m in _md5s(view, b) for o in units[m]}
+
+    objects = {_key(s): objects_of([s.blob]) for s in view.snaps}
+    open_ = [s for s in selected if not reasons[_key(s)]]
+    asked = set().union(*(objects[_key(s)] for s in open_))
+    present = store.remote_present(odb, sorted(asked), jobs) if odb is not None else set()
+    records = {(r.commit, r.name) for r in collected.load(root)} if remote else set()
+    for s in open_:  # nothing unpushed goes; a killed gc's own collection is finished
+        if not objects[_key(s)] <= present and _key(s) not in records:
+            reasons[_key(s)].append("not on the remote" if odb is not None else "no remote")
+    gone = [s for s in selected if not reasons[_key(s)]]
+    gone_keys = {_key(s) for s in gone}
+    kept = objects_of(view.protected) | objects_of(
+        s.blob for s in view.snaps if _key(s) not in gone_keys)
+    kept |= {o for m in view.loose_md5s for o in units.get(m, [m])}
+    candidates = set().union(*(objects[_key(s)] for s in gone)) - kept
+    cached = store.cached_sizes(repo, sorted(set().union(*objects.values())))
+    on_remote = (store.remote_objects(odb, sorted(candidates), jobs)
+                 if remote and odb is not None else {})
+    new = {o for o, r in on_remote.items() if r.mtime is None or r.mtime >= since}
+    fresh = {o for s in gone if objects[_key(s)] & new for o in objects[_key(s)]}  # units whole
+    return _Plan(objects, gone, cached, on_remote,
+                 local=sorted(o for o in candidates if o in cached and o in present),
+                 remote=sorted(o for o in on_remote if o not in fresh), fresh=fresh)
+
+
+def _delete(root: Path, repo: Any, odb: Any, plan: _Plan, local: Space, rem: Space | None,
+            note: str, started: float, since: float, jobs: int | None
+            ) -> tuple[Space, Space | None]:
+    if rem is not None and odb is not None:
+        done = [collected.Record(s.commit, s.name, s.blob, _utc(started),
+                                 gitrepo.identity(root), store.remote_label(repo))
+                for s in plan.gone if not plan.objects[_key(s)] & plan.fresh]
+        collected.add(root, done)  # said before done: a kill leaves it to the rerun
+        if done:
+            store.put_gc_note(repo, None, note, collected.dump(done))
+        else:  # nothing collected: no record to leave on the remote
+            store.drop_gc_note(repo, None, note)
+    fault_point("gc-before-delete")
+    local = Space(local.where, local.objects, local.bytes, store.delete_cached(repo, plan.local))
+    fault_point("gc-after-cache-delete")
+    if rem is not None and odb is not None:
+        deleted, fresh = store.delete_remote(odb, plan.remote, older_than=since, jobs=jobs)
+        rem = Space(rem.where, rem.objects, rem.bytes, deleted, rem.skipped_new + len(fresh))
+    return local, rem
 
 
 def _md5s(view: View, blob: str) -> list[str]:
