@@ -261,8 +261,8 @@ def _delete(root: Path, repo: Any, odb: Any, plan: _Plan, local: Space, rem: Spa
             note: str, started: float, since: float, jobs: int | None
             ) -> tuple[Space, Space | None]:
     if rem is not None and odb is not None:
-        done = [collected.Record(s.commit, s.name, s.blob, _utc(started),
-                                 gitrepo.identity(root), store.remote_label(repo))
+        who, where = gitrepo.identity(root), store.remote_label(repo)
+        done = [collected.Record(s.commit, s.name, s.blob, _utc(started), who, where)
                 for s in plan.gone if not plan.objects[_key(s)] & plan.fresh]
         collected.add(root, done)  # said before done: a kill leaves it to the rerun
         if done:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlsnap import gitrepo, store
+from mlsnap.blobs import Seen, parse
 from mlsnap.collected import blob_id
 from mlsnap.errors import BadInput, ManifestInvalid
-from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, manifest_path
+from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, manifest_path
 
 SPEC = f"{MANIFEST_DIR}/"
 _OID = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
@@ -68,9 +69,10 @@ def read_view(root: Path) -> View:
     # protected trees below, not walked (they are not snapshot commits).
     tips = [*refs.values(), *([head] if head else []), *(h for _, h in worktrees if h)]
     snaps, seen = [], set()
+    internal = set(stash)  # a stash's own commits (work tree, index) are no snapshots
     for commit, stamp, path, blob in gitrepo.path_changes(root, tips, SPEC):
         name = _snapshot_name(path)
-        if name is not None and (commit, name) not in seen:
+        if name is not None and (commit, name) not in seen and commit not in internal:
             seen.add((commit, name))
             snaps.append(Snap(commit, stamp, name, blob))
     view = View(refs, snaps)
@@ -160,13 +162,15 @@ def _parse(root: Path, blobs: set[str], files: dict[str, bytes]) -> dict[str, Ma
     """Every manifest blob, validated; None for one that does not validate."""
     contents = {**gitrepo.blobs(root, sorted(blobs - set(files))), **files}
     parsed: dict[str, Manifest | None] = {}
+    seen: Seen = {}  # blocks shared by these manifests (the environment), parsed once
     for blob in blobs:
         data = contents.get(blob)
         if data is None:
             parsed[blob] = None
             continue
         try:
-            parsed[blob] = loads(data, blob[:7])
+            # The strict loader's verdict, through libyaml: ``blobs.parse``.
+            parsed[blob] = parse(data, blob[:7], seen=seen)
         except ManifestInvalid:
             parsed[blob] = None
             files.setdefault(blob, data)

@@ -121,6 +121,7 @@ def test_always_kept_worktree_stash_unpushed_bytes_and_commits(
     git(project, "checkout", b, "--", ".mlsnap/model.yaml", "model.bin.dvc")
     git(project, "stash", "-q")
     why = {k: list(v.reasons) for k, v in _verdicts(project, keep_last=1).items()}
+    assert set(why) == {a, b, c, d, e, f, g}  # the stash's own commits are not snapshots
     assert f"worktree HEAD {tmp_path / 'wt'}" in why[a]
     assert why[b] == ["stash"]
     assert why[c] == []
