@@ -108,8 +108,8 @@ class History:
         self.contents.append(data)
         return data
 
-    def snapshot(self, root: Path, push: bool = True) -> None:
-        name = self.rng.choice(list(NAMES))
+    def snapshot(self, root: Path, push: bool = True, name: str | None = None) -> None:
+        name = name or self.rng.choice(list(NAMES))
         path = root / NAMES[name]
         content: bytes | dict[str, bytes]
         if name == "ckpt":
@@ -250,17 +250,22 @@ def run_history(seed: int, tmp: Path, remote: Remote, mp: pytest.MonkeyPatch,
                 record: Any) -> None:
     rng = random.Random(seed)
     h = History(tmp, remote, rng, mp)
+    for _ in range(3):  # an old, pushed start on main: what a policy can collect
+        h.snapshot(h.a, name="model")
+    git(h.a, "push", "-q", "origin", "main")
     for _ in range(rng.randint(8, 13)):
         h.step()
-    if not h.made:
-        h.snapshot(h.a)
+    h.snapshot(h.a, name="model")  # something newer than the start, somewhere
+    for branch in h.branches:  # most work reaches the Git remote; some never does
+        if rng.random() < 0.75:
+            git(h.a, "push", "-q", "origin", branch, "--tags")
     mp.delenv("GIT_COMMITTER_DATE")
     mp.delenv("GIT_AUTHOR_DATE")
     git(h.a, "fetch", "-q", "origin")
     git(h.b, "fetch", "-q", "origin")  # B's cache keeps only what B made: fine
     policy: dict[str, Any] = {
         "keep_last": rng.choice([None, 0, 1, 2]),
-        "keep_best": rng.choice([None, ("acc:max", 1), ("acc:min", 2)]),
+        "keep_best": rng.choice([None, ("acc:max", 1), ("acc:min", 1)]),
         "keep_within_days": rng.choice([None, None, 20.0]),
     }
     if not any(v is not None for v in policy.values()):
@@ -271,12 +276,16 @@ def run_history(seed: int, tmp: Path, remote: Remote, mp: pytest.MonkeyPatch,
     before_remote, before_cache = remote.objects(), objects(cache_of(h.a))
     now = time.time()
     want = expected_kept(h, policy, before_remote, units, now)
+    if len(want) == len(mine):  # that policy keeps everything here: a strict one instead
+        policy = {"keep_last": 0, "keep_best": None, "keep_within_days": None}
+        want = expected_kept(h, policy, before_remote, units, now)
 
     result = mlsnap.gc(repo=h.a, yes=True, remote=with_remote, **policy)
     got = {v.commit for v in result.snapshots if v.keep}
     assert got == want, (seed, policy, {v.short: v.reasons for v in result.snapshots},
                          sorted(c[:7] for c in want))
 
+    assert len(want) < len(mine), (seed, "a history where gc has nothing to collect")
     record("snapshots", len(mine))
     record("kept", len(want))
     record("objects_deleted", result.local.deleted + (result.remote.deleted if result.remote
