@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.cases import Bench, Sizes
 from benchmarks.harness import Row, Shell, isolated_env, table, tool
 
-CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "rss")
+CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "gc", "rss")
 
 
 def machine() -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "__version__",
     "commit",
     "diff",
+    "gc",
     "get",
     "init",
     "log",
@@ -37,12 +38,13 @@ _LAZY = {
     "diff": "mlsnap.api",
     "tag": "mlsnap.api",
     "get": "mlsnap.api",
+    "gc": "mlsnap.api",
     "Checkpointer": "mlsnap.checkpoint",
     "MlsnapError": "mlsnap.errors",
 }
 
 if TYPE_CHECKING:
-    from mlsnap.api import commit, diff, get, init, log, pull, push, show, status, tag
+    from mlsnap.api import commit, diff, gc, get, init, log, pull, push, show, status, tag
     from mlsnap.checkpoint import Checkpointer
     from mlsnap.errors import MlsnapError
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlsnap.gc import GcResult
 from mlsnap.manifest import Manifest
 from mlsnap.restore import PullResult, StatusReport
 from mlsnap.snapshot import CommitResult, InitResult
@@ -142,3 +143,22 @@ def get(rev: str, *, name: str | None = None, out: PathLike | None = None,
     cwd = _cwd(repo)
     return history.get(rev, name, os.fspath(out) if out is not None else None, jobs=jobs,
                        cwd=cwd)
+
+
+def gc(*, name: str | None = None, keep_last: int | None = None,
+       keep_best: tuple[str, int] | None = None, keep_within_days: float | None = None,
+       remote: bool = False, yes: bool = False, allow_stale_refs: bool = False,
+       repo: PathLike | None = None, jobs: int | None = None) -> GcResult:
+    """Delete the bytes of snapshots no retention rule keeps; a dry run unless ``yes=True``.
+
+    ``keep_best=("accuracy:max", 2)`` keeps the two most accurate. Without policy arguments
+    the ``retention:`` of ``.mlsnap/config.yaml`` applies. ``result.snapshots`` says, per
+    snapshot, whether it is kept and why, and the space it takes.
+    """
+    from mlsnap.gc import gc as run_gc
+    from mlsnap.gc import parse_best
+
+    best = parse_best(*keep_best) if keep_best is not None else None
+    return run_gc(name=name, keep_last=keep_last, keep_best=best,
+                    keep_within_days=keep_within_days, remote=remote, yes=yes,
+                    allow_stale_refs=allow_stale_refs, jobs=jobs, cwd=_cwd(repo))

@@ -122,7 +122,9 @@ class RestoreFailed(MlsnapError):
 
 class MissingObjects(MlsnapError):
     def __init__(self, paths: Iterable[str], remote: str) -> None:
-        names = ", ".join(sorted(paths))
+        self.paths = sorted(paths)
+        self.remote = remote
+        names = ", ".join(self.paths)
         super().__init__(
             f"not found in the cache or on remote {remote!r}: {names}; "
             "whoever made the snapshot must run `mlsnap push`"
@@ -185,3 +187,27 @@ class CheckpointIndexInvalid(MlsnapError):
 class CheckpointFailed(MlsnapError):
     def __init__(self, path: object, reason: str) -> None:
         super().__init__(f"{path}: checkpoint not saved: {reason}")
+
+
+class StaleRefs(MlsnapError):
+    """``gc --remote`` cannot see every branch other clones may have pushed."""
+
+    def __init__(self, problems: Iterable[str], fix: str) -> None:
+        shown = list(problems)
+        more = f" (and {len(shown) - 3} more)" if len(shown) > 3 else ""
+        super().__init__(
+            f"refusing to delete from the remote: {'; '.join(shown[:3])}{more}; snapshots only "
+            f"other clones know could lose their bytes; {fix}, or pass --allow-stale-refs to "
+            "collect anyway (nothing was deleted)"
+        )
+
+
+class Collected(MlsnapError):
+    """The bytes of a snapshot were deleted on purpose by ``mlsnap gc --remote``."""
+
+    def __init__(self, paths: Iterable[str], snapshot: str, says: str) -> None:
+        names = ", ".join(sorted(paths))
+        super().__init__(
+            f"{names}: snapshot {snapshot} was {says}: its bytes are gone on purpose, not "
+            "missing a push; check out a snapshot that was kept (`mlsnap log --all`)"
+        )

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo, journal, pathsafety, workspace
+from mlsnap import collected, gitrepo, journal, pathsafety, workspace
 from mlsnap.blobs import Cache, Seen, parse
-from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, NoSnapshot
+from mlsnap.errors import BadInput, GitFailed, ManifestInvalid, MissingObjects, NoSnapshot
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Manifest,
@@ -41,6 +41,7 @@ class LogEntry:
     tags: tuple[str, ...]
     manifest: Manifest | None
     error: str | None = None  # why the manifest could not be read (then manifest is None)
+    collected: bool = False  # `mlsnap gc --remote` deleted its bytes (mlsnap.collected)
 
     @property
     def short(self) -> str:
@@ -68,6 +69,7 @@ class LogEntry:
             "params": self.params, "metrics": self.metrics,
             "artifacts": [o.to_dict() for o in m.artifacts] if m else [],
             "data_hash": m.data_hash if m else None,
+            "collected": self.collected,
         }
 
 
@@ -270,6 +272,7 @@ def commit_parents(root: Path, commits: Sequence[str]) -> dict[str, list[str]]:
 
 def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) -> list[LogEntry]:
     cache = Cache(gitrepo.common_dir(root) / "mlsnap" / "history.json")
+    marks = collected.by_commit(root)
     results = {blob: cache.get(blob) for blob in dict.fromkeys(f.blob for f in found)}
     todo = [blob for blob, result in results.items() if result is None]
     contents = read_blobs(root, todo)
@@ -299,7 +302,7 @@ def _entries(root: Path, found: Sequence[_Found], tags: dict[str, list[str]]) ->
             error = f"{source}: the manifest is not in this clone (git fetch it first)"
         date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f.timestamp))
         entries.append(LogEntry(f.commit, date, f.name, tags_for(tags, f.commit, f.name),
-                                manifest, error))
+                                manifest, error, (f.commit, f.name) in marks))
     return entries
 
 
@@ -450,13 +453,17 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
 
         # Objects by hash, hashed as they arrive; folders' listings first, every entry checked
         # before anything reads it (the same path as pull's).
-        verified = store.fetch_folders(repo, [(o.path, o.md5) for o in artifacts if o.is_dir],
+        try:
+            verified = store.fetch_folders(
+                repo, [(o.path, o.md5) for o in artifacts if o.is_dir], jobs=jobs, remote=remote)
+            verified |= store.download(repo, [(o.path, o.md5) for o in artifacts if not o.is_dir],
                                        jobs=jobs, remote=remote)
-        verified |= store.download(repo, [(o.path, o.md5) for o in artifacts if not o.is_dir],
-                                   jobs=jobs, remote=remote)
-        fetched = len(verified)
-        for o in artifacts:
-            files += store.export(repo, o.path, o.md5, dest.joinpath(*o.path.split("/")))
+            fetched = len(verified)
+            for o in artifacts:
+                files += store.export(repo, o.path, o.md5, dest.joinpath(*o.path.split("/")))
+        except MissingObjects as exc:  # collected by a gc, or never pushed: say which
+            raise collected.explain_missing(root, repo, [(snap.name, snap.blob, snap.commit)],
+                                            exc.paths, exc.remote) from None
     return GetResult(snap.name, snap.commit, dest, tuple(files), fetched)
 
 

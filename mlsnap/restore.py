@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlsnap import environment, journal, pathsafety, store, workspace
+from mlsnap import collected, environment, journal, pathsafety, store, workspace
 from mlsnap.environment import Drift, Environment
 from mlsnap.errors import (
     HashMismatch,
@@ -179,8 +179,14 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
         remote_name = store.remote_label(repo, remote)
         # Objects by hash, each hashed as it arrives (a damaged one is named, never kept);
         # folders' listings first, every entry checked before anything reads it.
-        verified = store.fetch_folders(
-            repo, [(p, md5) for p, md5 in todo if md5.endswith(".dir")], jobs=jobs, remote=remote)
+        try:
+            verified = store.fetch_folders(
+                repo, [(p, md5) for p, md5 in todo if md5.endswith(".dir")], jobs=jobs,
+                remote=remote)
+        except MissingObjects as exc:  # collected by a gc, or never pushed: say which
+            raise collected.explain_missing(
+                root, repo, collected.at_work_tree(root, [m.name for m in manifests]),
+                exc.paths, exc.remote) from None
         verified |= store.download(repo, [(p, md5) for p, md5 in todo if not md5.endswith(".dir")],
                                    jobs=jobs, remote=remote)
         fetched = len(verified)
@@ -193,7 +199,9 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
                 else:
                     missing += _stage(repo, root, path, md5, staged)
             if missing:
-                raise MissingObjects(missing, remote_name)
+                raise collected.explain_missing(
+                    root, repo, collected.at_work_tree(root, [m.name for m in manifests]),
+                    missing, remote_name)
             fault_point("pull-before-checkout")
             for path, (tmp, md5) in staged.items():
                 _move_in(repo, root, path, tmp, md5)

@@ -289,6 +289,24 @@ def plain_training(tmp_path: Path) -> Scene:
     return Scene(base, {str(base): "/tmp/proj"})
 
 
+def storage(tmp_path: Path) -> Scene:
+    """docs/storage.md: a project with a Git remote (`origin.git`) and four snapshots of
+    `model`, the first tagged model@v1.0.0, each learning rate lower than the last."""
+    base = tmp_path / "gcdemo"
+    proj = make_project(base / "proj", base / "storage")
+    git(base, "init", "-q", "--bare", "-b", "main", str(base / "origin.git"))
+    git(proj, "remote", "add", "origin", str(base / "origin.git"))
+    for n, lr in enumerate(("0.1", "0.05", "0.02", "0.01")):
+        if n:
+            (proj / "params.yaml").write_text(f"lr: {lr}\nepochs: 10\noptimizer:\n  name: adam\n")
+            git(proj, "commit", "-qam", f"lr {lr}")
+        train(proj)
+        mlsnap.commit("model.pkl", params_files=["params.yaml"], metrics_files=["metrics.json"],
+                      message=f"lr {lr}", tag="1.0.0" if n == 0 else None, repo=proj)
+    git(proj, "push", "-q", "-u", "origin", "main", "--tags")
+    return Scene(proj, {str(base): "/tmp/gcdemo"})
+
+
 def _variant(name: str) -> Callable[[Path, Path], Scene]:
     return lambda project, tmp_path: _history_scene(project, tmp_path, name)
 
@@ -312,6 +330,10 @@ SESSIONS: dict[str, tuple[Callable[..., Scene], bool, list[str]]] = {
     "folder": (_variant("folder"), True, ["docs/history.md: mlsnap diff --name tokenizer"]),
     "get": (_variant("get"), True, ["docs/history.md: git clone -q demo prod && cd prod"]),
     "plain-training": (plain_training, False, ["docs/training.md: python examples/train_plain.py"]),
+    "storage": (storage, False, [
+        "docs/storage.md: mlsnap gc",
+        ("docs/storage.md: cd .. && git clone -q origin.git laptop && cd laptop && git checkout "
+         "-q HEAD~1")]),
 }
 
 NOT_RUN = {

@@ -180,7 +180,7 @@ def test_log_filters_by_name_and_limits(repo: Repo) -> None:
 def test_log_json_schema_and_tags(repo: Repo) -> None:
     entries = _json(mlsnap(repo.root, "log", "--json"))
     keys = {"commit", "short", "date", "name", "tags", "message", "error", "created",
-            "code_commit", "params", "metrics", "artifacts", "data_hash"}
+            "code_commit", "params", "metrics", "artifacts", "data_hash", "collected"}
     assert all(set(e) == keys for e in entries)
     by_commit = {e["commit"]: e for e in entries}
     s1, s4 = by_commit[repo.sha["s1"]], by_commit[repo.sha["s4"]]

@@ -7,8 +7,8 @@ not exist.
 from __future__ import annotations
 
 # Set up, record, share, restore, inspect history, then the helpers.
-ORDER = ("init", "commit", "push", "pull", "status", "log", "show", "diff", "tag", "get", "env",
-         "remote", "hooks", "hook", "demo")
+ORDER = ("init", "commit", "push", "pull", "status", "log", "show", "diff", "tag", "get", "gc",
+         "env", "remote", "hooks", "hook", "demo")
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "mlsnap": (
@@ -58,6 +58,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "get": (
         "mlsnap get model@v1.0.0 -o deploy/",
+    ),
+    "gc": (
+        "mlsnap gc                         # no policy: the space each snapshot takes",
+        "mlsnap gc --keep-last 3 --keep-best accuracy:max 1   # a dry run: what would go",
+        "mlsnap gc --keep-last 3 --remote --yes",
     ),
     "env": (
         "mlsnap env",

@@ -79,7 +79,8 @@ def log_table(entries: Sequence[Any], width: int) -> list[str]:
     rows = []
     for e, p, m in zip(entries, params, metrics):
         rows.append([e.short, e.date[:16].replace("T", " "), _cell(e.name),
-                     _cell(",".join(e.tags)) or "-", _cell(e.message) or "-",
+                     _cell(",".join(e.tags)) or "-",
+                     ("[collected] " if e.collected else "") + (_cell(e.message) or "-"),
                      *(_cell(p.get(k, "-")) for k in keys), *(_cell(m.get(k, "-")) for k in mkeys)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     widths, shown = _fit(widths, width)
