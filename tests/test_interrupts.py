@@ -1,0 +1,582 @@
+"""Random-time interruptions of every writing command, checked from the outside as a user would.
+
+Each scenario builds one template (a real repository with an earlier snapshot, its folder remote
+and whatever the command needs), measures one uninterrupted run of the command on a copy, then
+runs it on fresh copies and sends SIGKILL (to the process group), SIGINT or SIGTERM (to the main
+process) at a delay drawn uniformly over that measured time. After each one it checks the
+crash-safety contract (DESIGN.md "Crash safety"): the exit status and the one `interrupted:`
+line, whole files only, the user's newest bytes back after the next command, `git status`
+unchanged, the rerun completing with no temporary file in the work tree, cache or remote, a
+manifest that describes the workspace, exactly one snapshot commit per piece of work, and every
+object on the remote after a push. Knobs and how to replay a case: ``tests/interrupts.py``.
+
+``test_commit_interrupted_three_times`` is the everyday version; the rest are ``slow``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import interrupts as ih
+from tests.helpers import make_project, mlsnap
+from tests.servers import S3Server, Server, make_server
+
+MiB = 1024 * 1024
+HERE = "tests/test_interrupts.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts(request: pytest.FixtureRequest) -> Iterator[None]:
+    """At the end of the module: interruptions per command and signal (quoted by the docs)."""
+    yield
+    if not any(t.cases for t in ih.TALLIES.values()):
+        return
+    text = ih.summary()
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        for line in text.splitlines():
+            reporter.write_line(line)
+    else:
+        print(text)
+
+
+def run_scenario(s: ih.Scenario, tmp_path: Path, n: int, test: str) -> None:
+    n = ih.scaled(n)
+    test_id = f"'{HERE}::{test}'"
+    tally = ih.exercise(s, tmp_path / "runs", n, test_id)
+    ih.assert_contract(tally, n, test_id)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def new_template(base: Path) -> Path:
+    """``base/proj`` (code, params and data committed; mlsnap initialized), ``base/remote``.
+
+    An untracked file of the user's stands in the work tree: `git status` must keep showing it
+    (and only it)."""
+    root = make_project(base / "proj", base / "remote")
+    (root / "notes.txt").write_text("my own untracked notes\n")
+    return root
+
+
+def write_files(folder: Path, names: list[str], rng: random.Random) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(rng.randbytes(rng.randrange(64, 1024)))
+
+
+def change_folder(folder: Path, rng: random.Random, changed: int, added: int) -> None:
+    """Some files change, some are added, the first one (by name) is removed."""
+    names = sorted(p.name for p in folder.iterdir())
+    for name in rng.sample(names[1:], changed):
+        (folder / name).write_bytes(rng.randbytes(rng.randrange(64, 1024)))
+    write_files(folder, [f"new-{i:05d}.bin" for i in range(added)], rng)
+    (folder / names[0]).unlink()
+
+
+def commit_scenario(label: str, base: Path, args: list[str], paths: list[str],
+                    old: dict[str, str], pushes: bool) -> ih.Scenario:
+    """The workspace holds the user's new bytes; the command records them."""
+    now = ih.digest(base, paths)
+    return ih.Scenario(label=label, template=base, argv=ih.mlsnap_argv(*args), paths=paths,
+                       before=now, after=now, versions=[old], pushes=pushes)
+
+
+# --------------------------------------------------------------------------- 1-3. commit
+
+
+@pytest.mark.slow
+def test_commit_of_a_64_mib_model(tmp_path: Path) -> None:
+    base = tmp_path / "template"
+    proj = new_template(base)
+    (proj / "model.bin").write_bytes(os.urandom(64 * MiB))
+    mlsnap(proj, "commit", "model.bin", "-M", "first")
+    old = ih.digest(base, ["proj/model.bin"])
+    (proj / "model.bin").write_bytes(os.urandom(64 * MiB))  # retrained: every byte differs
+    s = commit_scenario("commit-64mib", base, ["commit", "model.bin", "-M", "retrained"],
+                        ["proj/model.bin"], old, pushes=True)
+    run_scenario(s, tmp_path, 30, "test_commit_of_a_64_mib_model")
+
+
+@pytest.mark.slow
+def test_commit_of_a_folder_of_3000_files(tmp_path: Path) -> None:
+    rng = random.Random(3000)
+    base = tmp_path / "template"
+    proj = new_template(base)
+    write_files(proj / "shards", [f"part-{i:05d}.bin" for i in range(3000)], rng)
+    mlsnap(proj, "commit", "shards", "-M", "first")
+    old = ih.digest(base, ["proj/shards"])
+    change_folder(proj / "shards", rng, changed=300, added=200)
+    s = commit_scenario("commit-3000-files", base, ["commit", "shards", "-M", "more shards"],
+                        ["proj/shards"], old, pushes=True)
+    run_scenario(s, tmp_path, 16, "test_commit_of_a_folder_of_3000_files")
+
+
+def data_commit_scenario(base: Path, label: str, size: int) -> ih.Scenario:
+    """A model and its --data input, both changed since the last snapshot."""
+    proj = new_template(base)
+    (proj / "model.bin").write_bytes(os.urandom(size))
+    mlsnap(proj, "commit", "model.bin", "--data", "data/train.csv", "-p", "lr=0.1")
+    paths = ["proj/model.bin", "proj/data/train.csv"]
+    old = ih.digest(base, paths)
+    rows = size // 8
+    with open(proj / "data" / "train.csv", "a") as f:  # new rows arrived
+        f.write("".join(f"{i}\n" for i in range(501, 501 + rows)))
+    (proj / "model.bin").write_bytes(os.urandom(size))
+    return commit_scenario(label, base, ["commit", "model.bin", "--data", "data/train.csv",
+                                         "-p", "lr=0.2", "-M", "more data"],
+                           paths, old, pushes=True)
+
+
+@pytest.mark.slow
+def test_commit_with_a_changed_data_input(tmp_path: Path) -> None:
+    s = data_commit_scenario(tmp_path / "template", "commit-data", 4 * MiB)
+    run_scenario(s, tmp_path, 40, "test_commit_with_a_changed_data_input")
+
+
+def test_commit_interrupted_three_times(tmp_path: Path) -> None:
+    """The everyday version: three random interruptions (one per signal) of a small commit."""
+    s = data_commit_scenario(tmp_path / "template", "smoke-commit", 1 * MiB)
+    run_scenario(s, tmp_path, 3, "test_commit_interrupted_three_times")
+
+
+# --------------------------------------------------------------------------- 4. pull
+
+
+def drop_from_cache(proj: Path, keep_rev: str, drop_rev: str) -> int:
+    """Remove from the local cache the objects ``drop_rev`` needs and ``keep_rev`` does not
+    (as if they had been collected): the pull must fetch them."""
+    cache = proj / ".dvc" / "cache"
+
+    def needed(rev: str) -> set[str]:
+        ih.git(proj, "checkout", "-q", rev)
+        try:
+            return set(ih.referenced_objects(proj, "model"))
+        finally:
+            ih.git(proj, "checkout", "-q", "-")
+
+    drop = needed(drop_rev) - needed(keep_rev)
+    for md5 in drop:
+        ih.object_path(cache, md5).unlink()
+    return len(drop)
+
+
+@pytest.mark.slow
+def test_pull_after_switching_to_an_older_snapshot(tmp_path: Path) -> None:
+    rng = random.Random(4)
+    base = tmp_path / "template"
+    proj = new_template(base)
+    (proj / "model.bin").write_bytes(os.urandom(8 * MiB))
+    write_files(proj / "ckpt", [f"part-{i:04d}.bin" for i in range(200)], rng)
+    mlsnap(proj, "commit", "model.bin", "ckpt", "-M", "A")
+    paths = ["proj/model.bin", "proj/ckpt"]
+    target = ih.digest(base, paths)
+    ih.git(proj, "branch", "older")
+    (proj / "model.bin").write_bytes(os.urandom(8 * MiB))
+    change_folder(proj / "ckpt", rng, changed=50, added=25)
+    mlsnap(proj, "commit", "model.bin", "ckpt", "-M", "B")
+    current = ih.digest(base, paths)
+    # The user switches to the older snapshot: the pointers name A, the workspace holds B.
+    ih.git(proj, "switch", "-q", "older")
+    assert drop_from_cache(proj, "main", "older") > 0
+    s = ih.Scenario(label="pull-switch", template=base, argv=ih.mlsnap_argv("pull"),
+                    paths=paths, before=current, after=target, settled="whole", commits=0,
+                    remote_writes=False)
+    run_scenario(s, tmp_path, 30, "test_pull_after_switching_to_an_older_snapshot")
+
+
+# --------------------------------------------------------------------------- 5-6. push
+
+
+def push_template(proj: Path, files: int, model_size: int, rng: random.Random) -> None:
+    """A pushed snapshot, then a newer one committed with --no-push."""
+    (proj / "model.bin").write_bytes(os.urandom(model_size))
+    write_files(proj / "ckpt", [f"part-{i:04d}.bin" for i in range(files)], rng)
+    mlsnap(proj, "commit", "model.bin", "ckpt", "-M", "pushed")
+    (proj / "model.bin").write_bytes(os.urandom(model_size))
+    change_folder(proj / "ckpt", rng, changed=files // 4, added=files // 8)
+    mlsnap(proj, "commit", "model.bin", "ckpt", "-M", "local only", "--no-push")
+
+
+@pytest.mark.slow
+def test_push_to_a_folder_remote(tmp_path: Path) -> None:
+    base = tmp_path / "template"
+    proj = new_template(base)
+    push_template(proj, 200, 8 * MiB, random.Random(5))
+    paths = ["proj/model.bin", "proj/ckpt"]
+    now = ih.digest(base, paths)
+    s = ih.Scenario(label="push-folder", template=base, argv=ih.mlsnap_argv("push"),
+                    paths=paths, before=now, after=now, commits=0, pushes=True)
+    run_scenario(s, tmp_path, 30, "test_push_to_a_folder_remote")
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = make_server("s3", tmp_path_factory.mktemp("s3-server"))
+    with srv:
+        yield srv
+
+
+def s3_keys(srv: S3Server, prefix: str) -> dict[str, str]:
+    """Every object under ``prefix``: its DVC name (``md5`` or ``md5.dir``) -> the md5 of its
+    bytes: the server's ETag of a single-part upload (its MD5), else the md5 of the downloaded
+    body (bounded pagination)."""
+    import hashlib
+
+    client = srv.client()
+    found: dict[str, str] = {}
+    token: dict[str, str] = {}
+    for _ in range(1000):
+        page = client.list_objects_v2(Bucket=srv.BUCKET, Prefix=f"{prefix}/", **token)
+        for obj in page.get("Contents", []):
+            rel = obj["Key"][len(prefix) + 1:]
+            etag = str(obj.get("ETag", "")).strip('"')
+            if len(etag) == 32 and "-" not in etag:
+                found[rel] = etag
+            else:
+                body = client.get_object(Bucket=srv.BUCKET, Key=obj["Key"])["Body"].read()
+                found[rel] = hashlib.md5(body).hexdigest()
+        if not page.get("IsTruncated"):
+            break
+        token = {"ContinuationToken": page["NextContinuationToken"]}
+    return found
+
+
+def s3_problems(srv: S3Server, c: ih.Case, prefix: str) -> list[str]:
+    """(8) for S3: every object of HEAD's snapshot is on the server, each hashing to its name,
+    nothing else is there; `mlsnap status` (which asks the remote) says clean; in every third
+    case and the measured runs a fresh clone pulls, verified, the same bytes."""
+    problems = []
+    present = set()
+    for rel, actual in sorted(s3_keys(srv, prefix).items()):
+        m = ih.OBJECT.match(rel)
+        if not m:
+            problems.append(f"[litter] s3: stray key {rel}")
+        elif actual != m[1] + m[2]:
+            problems.append(f"[corrupt] s3: {rel} holds bytes hashing to {actual}")
+        else:
+            present.add(m[1] + m[2] + (m[3] or ""))
+    missing = [m for m in ih.referenced_objects(c.proj, "model") if m not in present]
+    if missing:
+        problems.append(f"[remote] {len(missing)} object(s) missing on S3: {missing[:3]}")
+    st = ih.run(ih.mlsnap_argv("status"), c.proj, c.env)
+    if st.returncode != 0:
+        problems.append(f"[remote] `mlsnap status` after the rerun exit {st.returncode}: "
+                        f"{st.stdout.strip()[-300:]!r} {st.tail()}")
+    if c.index % 3:
+        return problems  # every third case (and the measured runs) also pulls into a clone
+    clone = c.folder / "verify-clone"
+    subprocess.run(["git", "clone", "-q", str(c.proj), str(clone)], check=True, timeout=120,
+                   env=ih.command_env())
+    shutil.copy2(c.proj / ".dvc" / "config.local", clone / ".dvc" / "config.local")
+    env = ih.command_env(c.folder / "verify")
+    pull = ih.run(ih.mlsnap_argv("pull"), clone, env)
+    if pull.returncode != 0:
+        problems.append(f"[remote] `mlsnap pull` in a fresh clone exit {pull.returncode}: "
+                        f"{pull.tail()}")
+    else:
+        problems += ih.exact_problems(ih.digest(clone, ["model.bin", "ckpt"]),
+                                      ih.digest(c.proj, ["model.bin", "ckpt"]),
+                                      "fresh clone after `mlsnap pull`")
+    return problems
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+def test_push_to_a_real_s3_server(tmp_path: Path, s3_server: Server) -> None:
+    assert isinstance(s3_server, S3Server)
+    srv = s3_server
+    base = tmp_path / "template"
+    proj = make_project(base / "proj", init=False)
+    local = [a for k, v in srv.local_options().items() for a in ("--local", f"{k}={v}")]
+    mlsnap(proj, "init", "--remote", srv.url(f"tmpl-{uuid.uuid4().hex[:8]}"), *local)
+    (proj / "notes.txt").write_text("my own untracked notes\n")
+    push_template(proj, 40, 4 * MiB, random.Random(6))
+    paths = ["proj/model.bin", "proj/ckpt"]
+    now = ih.digest(base, paths)
+
+    def prefix(folder: Path) -> str:  # an empty store of its own for every copy
+        return f"{tmp_path.name}-{folder.name}-{uuid.uuid5(uuid.NAMESPACE_URL, str(folder)).hex[:8]}"
+
+    s = ih.Scenario(label="push-s3", template=base, argv=ih.mlsnap_argv("push"), paths=paths,
+                    before=now, after=now, commits=0, pushes=True, remote=None,
+                    localize=lambda folder: ih.set_local_remote(folder / "proj",
+                                                                srv.url(prefix(folder))),
+                    remote_check=lambda c: s3_problems(srv, c, prefix(c.folder)))
+    run_scenario(s, tmp_path, 12, "test_push_to_a_real_s3_server")
+
+
+# --------------------------------------------------------------------------- 7. get
+
+
+@pytest.mark.slow
+def test_get_into_a_clone_with_an_empty_cache(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    proj = new_template(src)
+    (proj / "model.bin").write_bytes(os.urandom(8 * MiB))
+    write_files(proj / "ckpt", [f"part-{i:04d}.bin" for i in range(150)], random.Random(7))
+    mlsnap(proj, "commit", "model.bin", "ckpt", "-M", "to export")
+    rev = ih.git(proj, "rev-parse", "HEAD").strip()
+    out = {f"out/{k[len('proj/'):]}": v
+           for k, v in ih.digest(src, ["proj/model.bin", "proj/ckpt"]).items()}
+    base = tmp_path / "template"
+    base.mkdir()
+    subprocess.run(["git", "clone", "-q", str(proj), str(base / "proj")], check=True,
+                   timeout=120)
+    shutil.copytree(src / "remote", base / "remote")
+    ih.set_local_remote(base / "proj", str(base / "remote"))
+    (base / "proj" / "notes.txt").write_text("my own untracked notes\n")
+    assert not (base / "proj" / ".dvc" / "cache").exists()
+
+    def out_litter(c: ih.Case) -> list[str]:
+        return [f"[litter] -o folder: {p}" for p in ih.litter(c.folder / "out", git_dir=False)]
+
+    s = ih.Scenario(label="get-empty-cache", template=base,
+                    argv=ih.mlsnap_argv("get", rev, "-o", "../out"), paths=["out"], before={},
+                    after=out, settled="whole", name=None, commits=0, remote_writes=False,
+                    final=out_litter)
+    run_scenario(s, tmp_path, 30, "test_get_into_a_clone_with_an_empty_cache")
+
+
+# --------------------------------------------------------------------------- 8. Checkpointer
+
+CKPT_SIZE = 1 * MiB
+KEEP_LAST = 3
+STEPS = 10
+TRAIN_CKPT = f'''\
+"""A small training loop: resume from the latest checkpoint, train to STEPS, take a snapshot.
+
+Ctrl-C ends it with one line, exit 130 (the try is the first statement: a user's own choice)."""
+try:
+    import random
+    import sys
+
+    from mlsnap import Checkpointer
+
+    def payload(step):
+        return random.Random(step).randbytes({CKPT_SIZE})
+
+    def main():
+        steps = int(sys.argv[1])
+        ck = Checkpointer("checkpoints", keep_last={KEEP_LAST}, name="ckpt")
+        latest = ck.latest()
+        for step in range((latest.step if latest else 0) + 1, steps + 1):
+            ck.save(step, lambda path, s=step: path.write_bytes(payload(s)),
+                    {{"val_loss": round(1.0 / step, 6)}})
+        ck.commit(message=f"trained to step {{steps}}")
+
+    if __name__ == "__main__":
+        main()
+except KeyboardInterrupt:
+    import sys
+
+    print("training stopped by Ctrl-C", file=sys.stderr)
+    sys.exit(130)
+'''
+
+
+def payload(step: int) -> bytes:
+    return random.Random(step).randbytes(CKPT_SIZE)
+
+
+def checkpoint_problems(c: ih.Case, final: bool) -> list[str]:
+    """The index names only whole checkpoints; no partial checkpoint stands at a final name;
+    after the rerun the index keeps exactly the last steps and the folder nothing else."""
+    import yaml
+
+    folder = c.proj / "checkpoints"
+    try:
+        index = yaml.safe_load((folder / "index.yaml").read_text())
+        listed = index["checkpoints"]
+        pending = index.get("pending") or []
+    except (OSError, yaml.YAMLError, TypeError, KeyError) as exc:
+        return [f"[checkpoint] checkpoints/index.yaml unreadable: {exc!r}"]
+    problems = []
+    for e in listed:
+        path = folder / e["name"]
+        if not path.is_file():
+            problems.append(f"[checkpoint] the index names {e['name']}, which is absent")
+        elif ih.md5_file(path) != e["md5"] or path.read_bytes() != payload(e["step"]):
+            problems.append(f"[checkpoint] the index names {e['name']}, whose bytes are not "
+                            f"step {e['step']}'s")
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("step-") and p.is_file() \
+                and p.read_bytes() != payload(int(p.name.split("-")[1])):
+            problems.append(f"[partial] a partial checkpoint at the final name {p.name}")
+    if final:
+        steps = [e["step"] for e in listed]
+        if steps != list(range(STEPS - KEEP_LAST + 1, STEPS + 1)) or pending:
+            problems.append(f"[checkpoint] after the rerun the index keeps steps {steps}, "
+                            f"pending {pending}")
+        names = {e["name"] for e in listed} | {"index.yaml"}
+        extra = sorted(p.name for p in folder.iterdir() if p.name not in names)
+        if extra:
+            problems.append(f"[litter] checkpoints/ holds files the index does not name: "
+                            f"{extra[:5]}")
+    return problems
+
+
+@pytest.mark.slow
+def test_checkpointer_save_in_a_training_loop(tmp_path: Path) -> None:
+    base = tmp_path / "template"
+    proj = new_template(base)
+    (proj / "train_ckpt.py").write_text(TRAIN_CKPT)
+    ih.git(proj, "add", "train_ckpt.py")
+    ih.git(proj, "commit", "-q", "-m", "training script")
+    subprocess.run([sys.executable, "train_ckpt.py", "3"], cwd=proj, check=True, timeout=300,
+                   capture_output=True, env=ih.command_env(tmp_path))  # steps 1-3, snapshot
+    s = ih.Scenario(label="checkpointer-save", template=base,
+                    argv=[sys.executable, "train_ckpt.py", str(STEPS)], paths=[], before={},
+                    after={}, name="ckpt", commits=1, pushes=True, script=True,
+                    after_interrupt=lambda c: checkpoint_problems(c, final=False),
+                    final=lambda c: checkpoint_problems(c, final=True))
+    run_scenario(s, tmp_path, 30, "test_checkpointer_save_in_a_training_loop")
+
+
+# --------------------------------------------------------------------------- 9. init, hooks
+
+
+def init_problems(c: ih.Case) -> list[str]:
+    """The set-up is committed and names the remote the user gave."""
+    problems = []
+    tracked = set(ih.git(c.proj, "ls-files", ".dvc", ".mlsnap").split())
+    for rel in (".dvc/config", ".mlsnap/config.yaml"):
+        if rel not in tracked:
+            problems.append(f"[init] {rel} is not committed")
+    config = c.proj / ".dvc" / "config"
+    if not config.is_file() or str(c.folder / "remote") not in config.read_text():
+        problems.append("[init] .dvc/config does not name the remote")
+    return problems
+
+
+@pytest.mark.slow
+def test_init_of_a_fresh_repository(tmp_path: Path) -> None:
+    base = tmp_path / "template"
+    proj = make_project(base / "proj", init=False)
+    (proj / "notes.txt").write_text("my own untracked notes\n")
+    paths = ["proj/data", "proj/params.yaml", "proj/train.py", "proj/notes.txt"]
+    now = ih.digest(base, paths)
+    s = ih.Scenario(label="init", template=base,
+                    argv=ih.mlsnap_argv("init", "--remote", "../remote"), paths=paths,
+                    before=now, after=now, name=None, commits=1, recover_codes=(0, 1, 3),
+                    final=init_problems)
+    run_scenario(s, tmp_path, 40, "test_init_of_a_fresh_repository")
+
+
+USER_HOOKS = {"pre-commit": b"#!/bin/sh\necho 'my lint hook'\n",
+              "post-checkout": b"#!/bin/sh\necho 'my checkout hook' \"$@\"\n"}
+
+
+def hook_problems(c: ih.Case, final: bool) -> list[str]:
+    """Each of the user's hooks is, at every instant, whole at its name or at
+    ``<hook>.pre-mlsnap``; what stands at a hook's name is the user's or mlsnap's whole,
+    executable script; after the rerun mlsnap's hooks chain the user's."""
+    from mlsnap.hookscripts import CHAIN_SUFFIX, GIT_HOOKS, render
+
+    hooks = c.proj / ".git" / "hooks"
+    python = os.path.abspath(sys.executable)
+    problems = []
+    for hook in GIT_HOOKS:
+        path, chained = hooks / hook, hooks / f"{hook}{CHAIN_SUFFIX}"
+        mine = render(hook, python).encode()
+        user = USER_HOOKS.get(hook)
+        here = path.read_bytes() if path.is_file() else None
+        kept = chained.read_bytes() if chained.is_file() else None
+        if user is not None and user not in (here, kept):
+            problems.append(f"[lost] the user's {hook} hook is at neither {hook} nor "
+                            f"{chained.name}")
+        if here is not None and here not in (user, mine):
+            problems.append(f"[partial] .git/hooks/{hook} is neither the user's nor mlsnap's "
+                            "whole script")
+        elif here == mine and not os.access(path, os.X_OK):
+            problems.append(f"[hooks] .git/hooks/{hook} is not executable")
+        if final and (here != mine or kept != user):
+            problems.append(f"[hooks] after the rerun {hook} is not mlsnap's hook chaining the "
+                            "user's")
+    return problems
+
+
+@pytest.mark.slow
+def test_hooks_install_over_the_users_own_hooks(tmp_path: Path) -> None:
+    base = tmp_path / "template"
+    proj = new_template(base)
+    (proj / "model.bin").write_bytes(b"a small model")
+    mlsnap(proj, "commit", "model.bin", "-M", "a snapshot to check hooks against")
+    for hook, text in USER_HOOKS.items():
+        path = proj / ".git" / "hooks" / hook
+        path.write_bytes(text)
+        path.chmod(0o755)
+    paths = ["proj/model.bin", "proj/data", "proj/notes.txt"]
+    now = ih.digest(base, paths)
+    s = ih.Scenario(label="hooks-install", template=base,
+                    argv=ih.mlsnap_argv("hooks", "install"), paths=paths, before=now, after=now,
+                    commits=0, remote_writes=False,
+                    after_interrupt=lambda c: hook_problems(c, final=False),
+                    final=lambda c: hook_problems(c, final=True))
+    run_scenario(s, tmp_path, 80, "test_hooks_install_over_the_users_own_hooks")
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def test_the_checks_see_partial_files_litter_and_bad_objects(tmp_path: Path) -> None:
+    """The harness's own checks report a truncated file, temporary names, a stale Git lock and
+    a bad cache object (so a clean run of the harness means something)."""
+    base = tmp_path / "t"
+    proj = new_template(base)
+    (proj / "model.bin").write_bytes(b"x" * 1000)
+    mlsnap(proj, "commit", "model.bin", "--no-push")
+    good = ih.digest(base, ["proj/model.bin"])
+    (proj / "model.bin").write_bytes(b"x" * 500)
+    assert ih.whole_files_problems(ih.digest(base, ["proj/model.bin"]), [good], "t", True)
+    assert ih.manifest_problems(proj, "model")
+    (proj / f".{'a' * 22}.tmp").write_bytes(b"")
+    (proj / f"model.bin.{'b' * 22}.tmp").write_bytes(b"")
+    (proj / "data" / ".mlsnap-tmp-1-x").write_bytes(b"")
+    (proj / ".git" / "index.lock").write_bytes(b"")
+    assert ih.litter(proj) == sorted([f".{'a' * 22}.tmp", f"model.bin.{'b' * 22}.tmp",
+                                      "data/.mlsnap-tmp-1-x", ".git/index.lock"])
+    cache = proj / ".dvc" / "cache"
+    obj = next(p for p in cache.rglob("*") if p.is_file() and ih.OBJECT.match(
+        p.relative_to(cache).as_posix()))
+    obj.chmod(0o644)
+    obj.write_bytes(b"flipped")
+    (obj.parent / f"{obj.name}.{'c' * 22}.tmp").write_bytes(b"")
+    found = ih.store_problems(cache, "cache")
+    assert any("[corrupt]" in p for p in found) and any("[litter]" in p for p in found)
+    # A late SIGINT that ends the process by Python's default action is reported.
+    r = ih.Run(["x"], ih.signal.SIGINT, 0.1, returncode=-2, signalled=True)
+    assert ih.exit_problems(r, script=False)
+    r = ih.Run(["x"], ih.signal.SIGTERM, 0.1, returncode=143, signalled=True,
+               stderr="interrupted: `mlsnap commit` stopped before it finished\n")
+    assert not ih.exit_problems(r, script=False)
+    # The interpreter's own start-up is told from mlsnap's: by SigCgt, by Python's fatal init
+    # error, by a traceback of Python's frames only; a frame of mlsnap's makes it mlsnap's.
+    r = ih.Run(["x"], ih.signal.SIGINT, 0.01, returncode=-2, signalled=True, caught=set())
+    assert ih.python_start_up(r, early=True) and not ih.python_start_up(r, early=False)
+    r = ih.Run(["x"], ih.signal.SIGINT, 0.01, returncode=1, signalled=True, caught={2},
+               stderr="Fatal Python error: init_import_site: Failed to import the site module\n")
+    assert ih.python_start_up(r, early=True)
+    frozen = 'Traceback (most recent call last):\n  File "<frozen runpy>", line 1, in f\n'
+    r = ih.Run(["x"], ih.signal.SIGINT, 0.01, returncode=-2, signalled=True, caught={2},
+               stderr=frozen + "KeyboardInterrupt\n")
+    assert ih.python_start_up(r, early=True)
+    r.stderr = frozen + '  File "/x/mlsnap/__init__.py", line 9, in <module>\nKeyboardInterrupt\n'
+    assert not ih.python_start_up(r, early=True) and ih.exit_problems(r, script=False)
+    # A signal that finds mlsnap's SIGINT handler but not yet its SIGTERM one is mlsnap's.
+    r = ih.Run(["x"], ih.signal.SIGTERM, 0.01, returncode=-15, signalled=True, caught={2})
+    assert any(p.startswith("[exit-early]") for p in ih.exit_problems(r, script=False))
+    line = ih.tally_line(ih.Tally("x", "y").to_json())
+    assert "0 interrupted" in line and json.loads(json.dumps(ih.Tally("x", "y").to_json()))
