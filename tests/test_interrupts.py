@@ -97,7 +97,7 @@ def commit_scenario(label: str, base: Path, args: list[str], paths: list[str],
 # --------------------------------------------------------------------------- 1-3. commit
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_commit_of_a_64_mib_model(tmp_path: Path) -> None:
     base = tmp_path / "template"
     proj = new_template(base)
@@ -110,7 +110,7 @@ def test_commit_of_a_64_mib_model(tmp_path: Path) -> None:
     run_scenario(s, tmp_path, 30, "test_commit_of_a_64_mib_model")
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_commit_of_a_folder_of_3000_files(tmp_path: Path) -> None:
     rng = random.Random(3000)
     base = tmp_path / "template"
@@ -140,7 +140,7 @@ def data_commit_scenario(base: Path, label: str, size: int) -> ih.Scenario:
                            paths, old, pushes=True)
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_commit_with_a_changed_data_input(tmp_path: Path) -> None:
     s = data_commit_scenario(tmp_path / "template", "commit-data", 4 * MiB)
     run_scenario(s, tmp_path, 40, "test_commit_with_a_changed_data_input")
@@ -173,7 +173,7 @@ def drop_from_cache(proj: Path, keep_rev: str, drop_rev: str) -> int:
     return len(drop)
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_pull_after_switching_to_an_older_snapshot(tmp_path: Path) -> None:
     rng = random.Random(4)
     base = tmp_path / "template"
@@ -210,7 +210,7 @@ def push_template(proj: Path, files: int, model_size: int, rng: random.Random) -
     mlsnap(proj, "commit", "model.bin", "ckpt", "-M", "local only", "--no-push")
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_push_to_a_folder_remote(tmp_path: Path) -> None:
     base = tmp_path / "template"
     proj = new_template(base)
@@ -293,7 +293,7 @@ def s3_problems(srv: S3Server, c: ih.Case, prefix: str) -> list[str]:
     return problems
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 @pytest.mark.servers
 def test_push_to_a_real_s3_server(tmp_path: Path, s3_server: Server) -> None:
     assert isinstance(s3_server, S3Server)
@@ -321,7 +321,7 @@ def test_push_to_a_real_s3_server(tmp_path: Path, s3_server: Server) -> None:
 # --------------------------------------------------------------------------- 7. get
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_get_into_a_clone_with_an_empty_cache(tmp_path: Path) -> None:
     src = tmp_path / "src"
     proj = new_template(src)
@@ -428,7 +428,7 @@ def checkpoint_problems(c: ih.Case, final: bool) -> list[str]:
     return problems
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_checkpointer_save_in_a_training_loop(tmp_path: Path) -> None:
     base = tmp_path / "template"
     proj = new_template(base)
@@ -461,7 +461,7 @@ def init_problems(c: ih.Case) -> list[str]:
     return problems
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_init_of_a_fresh_repository(tmp_path: Path) -> None:
     base = tmp_path / "template"
     proj = make_project(base / "proj", init=False)
@@ -508,7 +508,7 @@ def hook_problems(c: ih.Case, final: bool) -> list[str]:
     return problems
 
 
-@pytest.mark.slow
+@pytest.mark.interrupts
 def test_hooks_install_over_the_users_own_hooks(tmp_path: Path) -> None:
     base = tmp_path / "template"
     proj = new_template(base)
