@@ -429,8 +429,14 @@ def path_changes(root: Path, tips: Sequence[str], spec: str) -> list[tuple[str, 
     proc = run(root, ["log", "--stdin", "--topo-order", "--full-history", "--no-abbrev",
                       "--raw", "-z", "--no-renames", "--format=%x1e%H %ct", "--", spec],
                input="".join(f"{t}\n" for t in dict.fromkeys(tips)).encode())
+    return parse_raw_log(proc.stdout)
+
+
+def parse_raw_log(raw: bytes) -> list[tuple[str, int, str, str]]:
+    """(commit, commit time, path, new blob) of each file a ``git log --raw -z --no-renames
+    --format=%x1e%H %ct`` output shows added or modified, in the log's order."""
     found: list[tuple[str, int, str, str]] = []
-    tokens = proc.stdout.split(b"\x00")
+    tokens = raw.split(b"\x00")
     commit, stamp, i = "", 0, 0
     while i < len(tokens):
         token = tokens[i].lstrip(b"\n")

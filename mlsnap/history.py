@@ -99,23 +99,11 @@ def _walk(root: Path, name: str | None, all_refs: bool,
         if gitrepo.resolve(root, "HEAD") is None:
             return []  # no commits yet: no snapshots
         raise GitFailed(["log", *revs], proc.returncode, proc.stderr.decode(errors="replace"))
-    raw = proc.stdout
     found: list[_Found] = []
-    tokens = raw.split(b"\x00")
-    commit, stamp, i = "", 0, 0
-    while i < len(tokens):
-        token = tokens[i].lstrip(b"\n")
-        i += 1
-        if token.startswith(b"\x1e"):
-            sha, _, ts = token[1:].decode().partition(" ")
-            commit, stamp = sha, int(ts)
-        elif token.startswith(b":") and i < len(tokens):
-            path = tokens[i].decode(errors="replace")
-            i += 1
-            fields = token.decode().split()  # :old_mode new_mode old_blob new_blob status
-            snap = _snapshot_name(path)
-            if snap and fields[-1][:1] in ("A", "M", "T") and (name is None or snap == name):
-                found.append(_Found(commit, stamp, snap, fields[3]))
+    for commit, stamp, path, blob in gitrepo.parse_raw_log(proc.stdout):
+        snap = _snapshot_name(path)
+        if snap and (name is None or snap == name):
+            found.append(_Found(commit, stamp, snap, blob))
     return found
 
 
