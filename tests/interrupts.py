@@ -23,6 +23,8 @@ Knobs (environment variables):
 - ``MLSNAP_INTERRUPT_DELAY=<seconds>``: with ``MLSNAP_INTERRUPT_ONLY``, signal after exactly
   that delay instead of the drawn fraction of this run's measurement (timing on a shared machine
   varies: this replays the delay a failure printed).
+- ``MLSNAP_INTERRUPT_REPEAT=<n>``: with ``MLSNAP_INTERRUPT_ONLY``, run that case ``n`` times
+  (a fresh copy each time): most failures depend on timing to the millisecond.
 - ``MLSNAP_INTERRUPT_KEEP=1``: keep the folders of failing cases (their paths are printed).
 - ``MLSNAP_INTERRUPT_REPORT=<file>``: also write the per-command counts there as JSON.
 """
@@ -91,6 +93,12 @@ def only() -> tuple[str, int] | None:
     if not sep or not index.isdigit():
         raise ValueError(f"MLSNAP_INTERRUPT_ONLY={wanted!r}: expected <label>:<index>")
     return label, int(index)
+
+
+def repeats() -> int:
+    """With MLSNAP_INTERRUPT_ONLY: how many times to run that case (timing-dependent bugs)."""
+    value = os.environ.get("MLSNAP_INTERRUPT_REPEAT", "").strip()
+    return max(1, int(value)) if value and only() is not None else 1
 
 
 def fixed_delay() -> float | None:
@@ -803,8 +811,10 @@ def check_case(c: Case) -> list[str]:
         problems.append(f"[git status] after the next command {after!r}, before the command "
                         f"{c.porcelain_before!r}")
     problems += [f"[litter] after the next command: {p}" for p in litter(c.proj)]
-    if (c.proj / ".git" / "mlsnap" / "journal" / "journal.json").exists():
-        problems.append("[journal] .git/mlsnap/journal/journal.json still there after the next command")
+    journals = sorted(p.relative_to(c.proj).as_posix()
+                      for p in (c.proj / ".git" / "mlsnap").rglob("journal.json"))
+    if journals:  # the journal's place is mlsnap's business: any journal.json left there
+        problems.append(f"[journal] {journals[0]} still there after the next command")
     # (4): the same command again completes ...
     again = run(s.argv, c.proj, c.env)
     c.rerun = again
@@ -902,7 +912,7 @@ TALLIES: dict[str, Tally] = {}
 def rerun_command(label: str, index: int, test_id: str, delay: float | None = None) -> str:
     fixed = f" [MLSNAP_INTERRUPT_DELAY={delay:.3f}]" if delay is not None else ""
     return (f"MLSNAP_INTERRUPT_SEED={seed()} MLSNAP_INTERRUPT_ONLY={label}:{index}{fixed} "
-            f"python -m pytest {test_id}")
+            f"python -m pytest -m interrupts {test_id}")
 
 
 def exercise(s: Scenario, work: Path, n: int, test_id: str = HERE) -> Tally:
@@ -947,16 +957,22 @@ def exercise(s: Scenario, work: Path, n: int, test_id: str = HERE) -> Tally:
     print(f"[{s.label}] uninterrupted: {', '.join(f'{t:.2f}s' for t in times)}; delays drawn "
           f"over [0, {duration:.2f}s]", flush=True)
 
-    for i, (sig, fraction) in enumerate(draws):
-        if wanted is not None and i != wanted[1]:
-            continue
+    plan = list(enumerate(draws))
+    if wanted is not None:
+        plan = [(i, d) for i, d in plan if i == wanted[1]] * repeats()
+    for i, (sig, fraction) in plan:
         _HASHES.clear()  # an inode of a deleted case may come back in this one
         delay = fixed_delay()
         if delay is not None:
             fraction = delay / duration if duration else 0.0
         else:
             delay = fraction * duration
-        c = Case(s, i, work / f"case-{i:03d}", sig, fraction, delay, duration)
+        folder = work / f"case-{i:03d}"
+        for k in range(1, 10_000):  # a repeated case gets a folder of its own
+            if not folder.exists():
+                break
+            folder = work / f"case-{i:03d}-{k}"
+        c = Case(s, i, folder, sig, fraction, delay, duration)
         prepare(s, c.folder)
         c.porcelain_before = porcelain(c.proj)
         c.head_before = git(c.proj, "rev-parse", "HEAD").strip()

@@ -10,7 +10,8 @@ unchanged, the rerun completing with no temporary file in the work tree, cache o
 manifest that describes the workspace, exactly one snapshot commit per piece of work, and every
 object on the remote after a push. Knobs and how to replay a case: ``tests/interrupts.py``.
 
-``test_commit_interrupted_three_times`` is the everyday version; the rest are ``slow``.
+``test_commit_interrupted_three_times`` is the everyday version; the rest are marked
+``interrupts`` (``python -m pytest -m interrupts -n 2``).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def data_commit_scenario(base: Path, label: str, size: int) -> ih.Scenario:
 @pytest.mark.interrupts
 def test_commit_with_a_changed_data_input(tmp_path: Path) -> None:
     s = data_commit_scenario(tmp_path / "template", "commit-data", 4 * MiB)
-    run_scenario(s, tmp_path, 40, "test_commit_with_a_changed_data_input")
+    run_scenario(s, tmp_path, 45, "test_commit_with_a_changed_data_input")
 
 
 def test_commit_interrupted_three_times(tmp_path: Path) -> None:
@@ -219,7 +220,7 @@ def test_push_to_a_folder_remote(tmp_path: Path) -> None:
     now = ih.digest(base, paths)
     s = ih.Scenario(label="push-folder", template=base, argv=ih.mlsnap_argv("push"),
                     paths=paths, before=now, after=now, commits=0, pushes=True)
-    run_scenario(s, tmp_path, 30, "test_push_to_a_folder_remote")
+    run_scenario(s, tmp_path, 35, "test_push_to_a_folder_remote")
 
 
 @pytest.fixture(scope="module")
