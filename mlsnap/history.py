@@ -138,20 +138,7 @@ def tags_for(tags: dict[str, list[str]], commit: str, name: str) -> tuple[str, .
 
 def read_blobs(root: Path, blobs: Sequence[str]) -> dict[str, bytes]:
     """Contents of many blobs through one ``git cat-file --batch``."""
-    if not blobs:
-        return {}
-    raw = gitrepo.run(root, ["cat-file", "--batch"], input="".join(f"{b}\n" for b in blobs).encode()).stdout
-    contents: dict[str, bytes] = {}
-    pos = 0
-    while pos < len(raw):
-        end = raw.index(b"\n", pos)
-        header = raw[pos:end].decode().split()
-        pos = end + 1
-        if len(header) == 3:
-            size = int(header[2])
-            contents[header[0]] = raw[pos:pos + size]
-            pos += size + 1  # the newline after the content
-    return contents
+    return gitrepo.blobs(root, blobs)
 
 
 def check_name(manifest: Manifest, name: str, source: str) -> Manifest:
