@@ -6,7 +6,9 @@ so ``import mlsnap`` stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+# No ``typing`` import: this module runs before the program can catch a Ctrl-C, so it does
+# nothing that takes time (type checkers treat a module-level ``TYPE_CHECKING = False`` as true).
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from mlsnap.api import commit, diff, gc, get, init, log, pull, push, show, status, tag
     from mlsnap.checkpoint import Checkpointer
     from mlsnap.errors import MlsnapError

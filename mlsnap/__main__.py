@@ -36,6 +36,22 @@ def _stopped_early(exc: BaseException) -> None:
     _exit_interrupted(int(getattr(exc, "exit_code", 130)))
 
 
+def _terminated_early(signum: int, frame: object) -> None:
+    """SIGTERM while the command line is still loading: nothing has started, so the same one
+    line and 143 at once. ``main`` replaces this handler before any command runs."""
+    _stopped_early(_Exit143())
+
+
+class _Exit143(Exception):
+    exit_code = 143
+
+
+# Installed when the program starts, not when this module is imported by someone else: it is
+# the ``mlsnap`` program's entry module, and only the entry point and ``python -m`` import it.
+if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _terminated_early)
+
+
 def main() -> None:
     try:
         from mlsnap.interrupts import (
@@ -47,15 +63,28 @@ def main() -> None:
         )
     except KeyboardInterrupt as exc:
         _stopped_early(exc)
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, _terminated_early):
         signal.signal(signal.SIGTERM, terminate)
     if not os.environ.get("MLSNAP_DEBUG"):
         sys.unraisablehook = quiet_unraisable
     try:
         try:
+            import click
+
             from mlsnap.cli import main as cli
 
-            cli()
+            try:
+                # Not standalone: click would turn a Ctrl-C during parsing into "Aborted!" and
+                # exit 1; here it becomes the same `interrupted:` line as everywhere else.
+                code = cli.main(standalone_mode=False)
+            except click.Abort as exc:
+                if isinstance(exc.__cause__, KeyboardInterrupt):
+                    raise exc.__cause__ from None
+                print("Aborted!", file=sys.stderr)
+                code = 1
+            except click.ClickException as exc:
+                exc.show()
+                code = exc.exit_code
         finally:
             ignore_late_signals()
     except KeyboardInterrupt as exc:  # during start-up or parsing; commands handle their own
@@ -69,6 +98,9 @@ def main() -> None:
     except BrokenPipeError:
         quiet_closed_pipe()
         sys.exit(141)
+    if code in (130, 143):  # a command that printed its `interrupted:` line
+        _exit_interrupted(code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

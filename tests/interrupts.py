@@ -587,12 +587,17 @@ def _frames(text: str) -> list[str]:
 
 def python_start_up(r: Run, early: bool) -> bool:
     """Whether a SIGINT/SIGTERM ended the interpreter during its own start-up, before any code
-    of mlsnap (or of the user's script) ran: no SIGINT handler yet (SigCgt), or Python's
+    of mlsnap (or of the user's script) ran: no SIGINT handler yet (SigCgt), a SIGTERM that
+    found no SIGTERM handler (mlsnap's entry module installs one as its first act, so the
+    interpreter was still in ``site`` or the console-script wrapper), or Python's
     initialisation failing (its "Fatal Python error: init_..."), or a KeyboardInterrupt whose
     traceback holds only Python's own frames (runpy, importlib, the standard library)."""
     if r.sig is None or r.sig == signal.SIGKILL or not early:
         return False
     if r.returncode == -r.sig and r.before_python_handler:
+        return True
+    if (r.sig == signal.SIGTERM and r.returncode == -r.sig and r.caught is not None
+            and signal.SIGTERM not in r.caught):
         return True
     if r.returncode == 1 and r.stderr.startswith(PYTHON_INIT_FAILED):
         return True
