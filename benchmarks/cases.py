@@ -278,16 +278,6 @@ class Bench:
         return [Row(f"peak RSS of commit, {_size(large)} model", big, little,
                     f"{_size(small)} model", "<= 1.10x", big / little <= 1.10, unit="MiB")]
 
-    def gc(self) -> list[Row]:
-        from benchmarks.gc_case import gc_rows
-
-        return gc_rows(self)
-
-    def log(self) -> list[Row]:
-        from benchmarks.history_case import log_rows
-
-        return log_rows(self)
-
     # ----------------------------------------------------------------- rows
 
     def _ratio_row(self, operation: str, res: dict[str, list[tuple[float, int]]],

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from benchmarks.cases import Bench
 from benchmarks.harness import MiB, Row, Side, alternate, median
 from mlsnap.environment import Environment
 from mlsnap.manifest import Code, Manifest, Output, dump
@@ -71,10 +72,7 @@ def _restore(pristine: Path, live: Path) -> None:
     subprocess.run(["cp", "-al", str(pristine), str(live)], check=True)
 
 
-def gc_rows(bench: object) -> list[Row]:
-    from benchmarks.cases import Bench
-
-    assert isinstance(bench, Bench)
+def gc_rows(bench: Bench) -> list[Row]:
     n, size = bench.sizes.snapshots, bench.sizes.small_model
     repo = bench.mlsnap_repo("gc")
     remote = bench.base / "gc-remote"

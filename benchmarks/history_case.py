@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.cases import Bench
 from benchmarks.harness import Row, median
 from mlsnap.environment import Environment
 from mlsnap.manifest import Code, Manifest, Output, dump
@@ -88,7 +89,6 @@ def _build_here(root: Path, n: int, env: dict[str, str]) -> None:
 def log_rows(bench: object) -> list[Row]:
     """Rows: ``mlsnap log --json`` without its parse cache vs ``dvc exp show -A --json``
     (the target), and with the cache vs bare ``git log`` (context)."""
-    from benchmarks.cases import Bench
 
     assert isinstance(bench, Bench)
     n = bench.sizes.snapshots

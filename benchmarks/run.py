@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 from benchmarks.cases import Bench, Sizes
+from benchmarks.gc_case import gc_rows
 from benchmarks.harness import Row, Shell, isolated_env, table, tool
+from benchmarks.history_case import log_rows
 
 CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "gc", "rss")
 
@@ -84,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
                       Sizes.quick() if args.quick else Sizes.full(), args.runs)
         for case in args.only or CASES:
             t0 = time.perf_counter()
-            method = {"help": "help_env", "commit": "commit_model"}.get(case, case)
-            case_rows = getattr(bench, method)()
+            if case == "gc":
+                case_rows = gc_rows(bench)
+            elif case == "log":
+                case_rows = log_rows(bench)
+            else:
+                method = {"help": "help_env", "commit": "commit_model"}.get(case, case)
+                case_rows = getattr(bench, method)()
             rows += case_rows
             print(f"  {case}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         print(table(rows), flush=True)

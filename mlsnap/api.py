@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlsnap.gc import GcResult
 from mlsnap.manifest import Manifest
 from mlsnap.restore import PullResult, StatusReport
+from mlsnap.retention import GcResult
 from mlsnap.snapshot import CommitResult, InitResult
 
 PathLike = str | os.PathLike[str]
@@ -155,8 +155,8 @@ def gc(*, name: str | None = None, keep_last: int | None = None,
     the ``retention:`` of ``.mlsnap/config.yaml`` applies. ``result.snapshots`` says, per
     snapshot, whether it is kept and why, and the space it takes.
     """
-    from mlsnap.gc import gc as run_gc
-    from mlsnap.gc import parse_best
+    from mlsnap.retention import gc as run_gc
+    from mlsnap.retention import parse_best
 
     best = parse_best(*keep_best) if keep_best is not None else None
     return run_gc(name=name, keep_last=keep_last, keep_best=best,

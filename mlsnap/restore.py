@@ -24,7 +24,6 @@ from mlsnap.errors import (
 )
 from mlsnap.fsutil import fault_point
 from mlsnap.manifest import Manifest
-from mlsnap.snapshot import _check_pointers
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -149,7 +148,7 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
     root = workspace.find_root(cwd)
     workspace.require_ready(root)
     manifests = workspace.load_all(root, name)
-    _check_pointers(root, manifests)
+    workspace.check_pointers(root, manifests)
     tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
     paths = [p for p, _ in tracked]
     intent = journal.Intent("pull", argv=journal.command_line("pull"))
@@ -228,7 +227,7 @@ def status(name: str | None = None, *, python: str | None = None, remote: str | 
     root = workspace.find_root(cwd)
     workspace.require_ready(root)
     manifests = workspace.load_all(root, name)
-    _check_pointers(root, manifests)
+    workspace.check_pointers(root, manifests)
     pending = workspace.unfinished(root, manifests)
     if pending:  # the workspace may match them, but no commit records them yet
         raise InterruptedCommit(pending)

@@ -20,9 +20,7 @@ from mlsnap import environment, gitrepo, journal, params, redaction, sources, st
 from mlsnap.environment import Environment
 from mlsnap.errors import (
     BadInput,
-    InterruptedCommit,
     ManifestInvalid,
-    MlsnapError,
     PushFailed,
 )
 from mlsnap.fsutil import atomic_write, fault_point, remove_stale_temps
@@ -440,26 +438,10 @@ def push(name: str | None = None, *, jobs: int | None = None, remote: str | None
     tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
     intent = journal.Intent("push", argv=journal.command_line("push"))
     with journal.operation(root, intent) as op, store.open_repo(root) as repo:
-        _check_pointers(root, manifests)
+        workspace.check_pointers(root, manifests)
         intent.remote = store.folder_remote_dir(repo, remote)  # a killed upload's partial file
         op.save()
         return store.push(repo, tracked, jobs=jobs, remote=remote)
-
-
-def _check_pointers(root: Path, manifests: Sequence[Manifest]) -> None:
-    for m in manifests:
-        for path, md5 in m.tracked:
-            pointer = store.read_dvc_file(root, path)
-            if pointer is None:
-                raise MlsnapError(f"{store.dvc_file(path)} is missing but "
-                                  f"{manifest_path(m.name)} records {path}; restore it with "
-                                  f"`git checkout -- {store.dvc_file(path)}`")
-            if pointer[0] != md5:
-                pending = workspace.unfinished(root, [m])
-                if pending:  # a commit killed after `dvc add`, not tampering
-                    raise InterruptedCommit(pending)
-                raise ManifestInvalid(manifest_path(m.name), f"{path}: hash {md5} disagrees with "
-                                      f"{store.dvc_file(path)} ({pointer[0]}); one was edited by hand")
 
 
 __all__ = [

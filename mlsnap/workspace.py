@@ -7,8 +7,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo
-from mlsnap.errors import BadInput, ManifestInvalid, NoCommits, NoSnapshot, NotInitialized
+from mlsnap import gitrepo, store
+from mlsnap.errors import (
+    BadInput,
+    InterruptedCommit,
+    ManifestInvalid,
+    MlsnapError,
+    NoCommits,
+    NoSnapshot,
+    NotInitialized,
+)
 from mlsnap.manifest import (
     MANIFEST_DIR,
     Manifest,
@@ -176,3 +184,21 @@ def shallow_note(cwd: Path | None = None, beyond: Sequence[Any] = ()) -> str | N
         note += (f"; the manifests of {names} in its oldest commit {cuts} come from a snapshot "
                  "taken before it, at a commit this clone does not have")
     return note + "; `git fetch --unshallow` brings them"
+
+
+def check_pointers(root: Path, manifests: Sequence[Manifest]) -> None:
+    """Each manifest's recorded hashes against the ``.dvc`` pointers beside it: a pointer that
+    is missing or disagrees is named (a commit killed after ``dvc add`` is told apart)."""
+    for m in manifests:
+        for path, md5 in m.tracked:
+            pointer = store.read_dvc_file(root, path)
+            if pointer is None:
+                raise MlsnapError(f"{store.dvc_file(path)} is missing but "
+                                  f"{manifest_path(m.name)} records {path}; restore it with "
+                                  f"`git checkout -- {store.dvc_file(path)}`")
+            if pointer[0] != md5:
+                pending = unfinished(root, [m])
+                if pending:  # a commit killed after `dvc add`, not tampering
+                    raise InterruptedCommit(pending)
+                raise ManifestInvalid(manifest_path(m.name), f"{path}: hash {md5} disagrees with "
+                                      f"{store.dvc_file(path)} ({pointer[0]}); one was edited by hand")

@@ -49,8 +49,8 @@ def gc(name: str | None, keep_last: int | None, keep_best: tuple[str, int] | Non
     of .mlsnap/config.yaml applies; with none at all every snapshot is kept and gc shows the
     space each takes (unique to it, shared with others).
     """
-    from mlsnap.gc import gc as run_gc
-    from mlsnap.gc import parse_best
+    from mlsnap.retention import gc as run_gc
+    from mlsnap.retention import parse_best
 
     best = parse_best(*keep_best) if keep_best else None
     result = run_gc(name=name, keep_last=keep_last, keep_best=best,

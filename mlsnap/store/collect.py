@@ -1,4 +1,4 @@
-"""`mlsnap gc`'s access to storage (mlsnap/gc.py decides): sizes and listings of the cache and
+"""`mlsnap gc`'s access to storage (mlsnap/retention.py decides): sizes and listings of the cache and
 the remote, deletion, and the notes that mark a gc in progress.
 """
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from dvc.repo import Repo
 
 # --------------------------------------------------------------------------- gc: objects
-# `mlsnap gc` (mlsnap/gc.py) decides; these ask the cache and the remote and delete, through
+# `mlsnap gc` (mlsnap/retention.py) decides; these ask the cache and the remote and delete, through
 # DVC's object databases (`repo.cache.local`, `repo.cloud.get_remote_odb`) and their fs.
 
 _OID = re.compile(r"^[0-9a-f]{32}(\.dir)?$")

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
-import types
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -381,18 +379,5 @@ def _stale_refs(root: Path, view: View) -> list[str]:
 def _utc(stamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
-
-class _CallableModule(types.ModuleType):
-    """``mlsnap.gc(...)`` is the Python API's gc, and ``mlsnap.gc`` is also this module: once
-    it is imported Python sets the package's attribute to the module, whatever the package's
-    lazy table says. Calling the module therefore calls the API function."""
-
-    def __call__(self, **kwargs: Any) -> GcResult:
-        from mlsnap.api import gc as api_gc
-
-        return api_gc(**kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["GcResult", "Space", "Verdict", "gc", "parse_best"]
