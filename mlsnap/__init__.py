@@ -13,8 +13,19 @@ TYPE_CHECKING = False
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpoint",
     "Checkpointer",
+    "CommitResult",
+    "GcResult",
+    "GetResult",
+    "InitResult",
+    "LogEntry",
+    "Manifest",
     "MlsnapError",
+    "PullResult",
+    "SnapshotDiff",
+    "StatusReport",
+    "TagResult",
     "__version__",
     "commit",
     "diff",
@@ -43,14 +54,32 @@ _LAZY = {
     "gc": "mlsnap.api",
     "Checkpointer": "mlsnap.checkpoint",
     "MlsnapError": "mlsnap.errors",
+    # the result types the functions above return
+    "CommitResult": "mlsnap.snapshot",
+    "InitResult": "mlsnap.snapshot",
+    "PullResult": "mlsnap.restore",
+    "StatusReport": "mlsnap.restore",
+    "LogEntry": "mlsnap.history",
+    "TagResult": "mlsnap.history",
+    "GetResult": "mlsnap.history",
+    "SnapshotDiff": "mlsnap.compare",
+    "GcResult": "mlsnap.retention",
+    "Manifest": "mlsnap.manifest",
+    "Checkpoint": "mlsnap.checkpoint",
 }
 
 if TYPE_CHECKING:
     from typing import Any
 
     from mlsnap.api import commit, diff, gc, get, init, log, pull, push, show, status, tag
-    from mlsnap.checkpoint import Checkpointer
+    from mlsnap.checkpoint import Checkpoint, Checkpointer
+    from mlsnap.compare import SnapshotDiff
     from mlsnap.errors import MlsnapError
+    from mlsnap.history import GetResult, LogEntry, TagResult
+    from mlsnap.manifest import Manifest
+    from mlsnap.restore import PullResult, StatusReport
+    from mlsnap.retention import GcResult
+    from mlsnap.snapshot import CommitResult, InitResult
 
 
 def __getattr__(name: str) -> Any:

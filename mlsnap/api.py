@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsnap.manifest import Manifest
 from mlsnap.restore import PullResult, StatusReport
 from mlsnap.retention import GcResult
 from mlsnap.snapshot import CommitResult, InitResult
+
+if TYPE_CHECKING:
+    from mlsnap.compare import SnapshotDiff
+    from mlsnap.history import GetResult, LogEntry, TagResult
 
 PathLike = str | os.PathLike[str]
 
@@ -110,7 +114,7 @@ def show(rev: str | None = None, *, name: str | None = None,
 
 
 def log(*, name: str | None = None, limit: int | None = None, all_refs: bool = False,
-        repo: PathLike | None = None) -> list[Any]:
+        repo: PathLike | None = None) -> list[LogEntry]:
     """Snapshots reachable from HEAD (``all_refs``: every branch and tag), newest first."""
     from mlsnap import history
 
@@ -118,14 +122,14 @@ def log(*, name: str | None = None, limit: int | None = None, all_refs: bool = F
 
 
 def diff(rev_a: str | None = None, rev_b: str | None = None, *, name: str | None = None,
-         repo: PathLike | None = None) -> Any:
+         repo: PathLike | None = None) -> SnapshotDiff:
     """What changed between two snapshots (default: HEAD's and the previous one of that name)."""
     from mlsnap import compare
 
     return compare.diff(rev_a, rev_b, name, cwd=_cwd(repo))
 
 
-def tag(name: str, version: str, rev: str = "HEAD", *, repo: PathLike | None = None) -> Any:
+def tag(name: str, version: str, rev: str = "HEAD", *, repo: PathLike | None = None) -> TagResult:
     """Tag the snapshot ``name`` at ``rev`` as ``name@vVERSION`` (annotated, strict SemVer)."""
     from mlsnap import history
 
@@ -133,7 +137,7 @@ def tag(name: str, version: str, rev: str = "HEAD", *, repo: PathLike | None = N
 
 
 def get(rev: str, *, name: str | None = None, out: PathLike | None = None,
-        repo: PathLike | None = None, jobs: int | None = None) -> Any:
+        repo: PathLike | None = None, jobs: int | None = None) -> GetResult:
     """Copy the artifacts of the snapshot at ``rev`` into ``out``, verified; HEAD untouched.
 
     A relative ``out`` starts at ``repo`` (default: the current directory).

@@ -25,6 +25,20 @@ def test_import_mlsnap_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_every_type_an_api_function_returns_is_exported_by_name() -> None:
+    import inspect
+    import re
+
+    functions = [n for n in mlsnap.__all__ if n[0].islower() and n != "__version__"]
+    assert {"commit", "pull", "log", "diff", "tag", "get", "gc"} <= set(functions)
+    for name in functions:
+        annotation = inspect.signature(getattr(mlsnap, name)).return_annotation
+        for type_name in re.findall(r"\b[A-Z]\w+", str(annotation)):
+            assert type_name in mlsnap.__all__, f"mlsnap.{name} returns {type_name}, not exported"
+            assert getattr(mlsnap, type_name).__name__ == type_name
+        assert "Any" not in str(annotation), f"mlsnap.{name} returns {annotation}"
+
+
 def test_commit_records_this_process_not_the_active_virtualenv(
         project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bare = tmp_path / "bare-venv"
