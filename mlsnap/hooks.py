@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -398,8 +398,26 @@ def skip_pull_reason(root: Path, prev: str | None, new: str | None,
         return "no snapshots at this revision"
     return None
 
+def pushed_snapshots(root: Path, remote_name: str | None, env: Mapping[str, str],
+                     stdin: str | None) -> list[tuple[str, str]]:
+    """(commit, name) of every snapshot a push sends: from the pre-commit framework's
+    PRE_COMMIT_* variables, else from Git's pre-push lines (``stdin``), else those at HEAD."""
+    name = remote_name or env.get("PRE_COMMIT_REMOTE_NAME") or "origin"
+    if env.get("PRE_COMMIT_FROM_REF") and env.get("PRE_COMMIT_TO_REF"):
+        ranges = [[env["PRE_COMMIT_TO_REF"], f"^{env['PRE_COMMIT_FROM_REF']}"]]
+    elif env.get("PRE_COMMIT_LOCAL_BRANCH"):  # the framework's first push of a whole history
+        ranges = [[env["PRE_COMMIT_LOCAL_BRANCH"], "--not", f"--remotes={name}"]]
+    elif stdin is not None:
+        ranges = push_ranges(root, parse_pre_push(stdin), name)
+    else:
+        return snapshots_at(root)
+    found: list[tuple[str, str]] = []
+    for rev_args in ranges:
+        found += snapshots_in(root, rev_args)
+    return list(dict.fromkeys(found))
+
 
 __all__ = ["DEFAULT_MAX_KB", "HOOK_IDS", "MODEL_SUFFIXES", "Finding", "PushReport", "PushedRef",
            "check_manifests", "index_file", "large_files", "modified_artifacts", "parse_pre_push",
-           "push_ranges", "push_snapshots", "repo_paths", "skip_pull_reason", "snapshots_at",
+           "push_ranges", "push_snapshots", "pushed_snapshots", "repo_paths", "skip_pull_reason", "snapshots_at",
            "snapshots_in"]

@@ -234,6 +234,13 @@ def is_credential_value(key: str, value: str) -> str | None:
     return f"the value holds {found}" if found else None
 
 
+def shown_option(key: str, value: str) -> str:
+    """How a remote option just set is echoed: a credential's value hidden, text redacted."""
+    if is_secret_name(key) and is_credential_value(key, value):
+        return REDACTED
+    return redact_text(value)
+
+
 def scan(text: str, where: str, secrets: list[str] | None = None) -> None:
     """Refuse ``text`` if a secret slipped through redaction (the last gate before writing)."""
     found = find(text, env_secrets() if secrets is None else secrets)

@@ -40,6 +40,10 @@ class PullResult:
     drift: dict[str, Drift]
     pickles: list[str] = field(default_factory=list)
 
+    @property
+    def drifted(self) -> bool:
+        return any(self.drift.values())
+
 
 @dataclass(frozen=True)
 class StatusReport:
@@ -59,6 +63,25 @@ class StatusReport:
         # A remote that could not be asked is not known to hold the bytes: not clean.
         return not (self.modified or self.missing or self.not_on_remote or self.remote_error
                     or self.leftover)
+
+    @property
+    def drifted(self) -> bool:
+        return any(self.drift.values())
+
+    def problems(self, strict_env: bool = False) -> list[str]:
+        """Why the workspace is not clean, counted ("2 modified", "1 lost here", ...); empty
+        when it is. ``strict_env`` counts environment drift too."""
+        lost = set(self.nowhere)
+        why = [f"{len(items)} {label}" for items, label in (
+            (self.modified, "modified"),
+            ([p for p in self.missing if p not in lost], "missing"),
+            ([p for p in self.not_on_remote if p not in lost], "not on remote"),
+            (sorted(lost), "lost here"), (self.leftover, "leftover")) if items]
+        if self.remote_error:
+            why.append("the remote could not be checked")
+        if strict_env and self.drifted:
+            why.append("the environment differs (--strict-env)")
+        return why
 
 
 def _objects(repo: Repo, md5: str, path: str = "") -> list[tuple[str, str]]:

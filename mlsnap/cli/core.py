@@ -228,15 +228,13 @@ def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
         say("note: a matching hash proves these pickled files are intact, not that they "
                    "are safe to load; load pickles only from people you trust "
                    "(safetensors avoids the risk)")
-    drifted = False
     for name_, drift in result.drift.items():
         if drift:
-            drifted = True
             prefix = f"{name_}: " if len(result.drift) > 1 else ""
             say(prefix + drift.table())
         else:
             say("environment: matches the snapshot")
-    if strict_env and drifted:
+    if strict_env and result.drifted:
         raise CheckFailed("the environment differs from the snapshot (--strict-env)")
 
 
@@ -252,8 +250,8 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
     from mlsnap import restore
 
     report = restore.status(name, python=python, check_remote=not no_remote)
-    drifted = any(report.drift.values())
-    clean = report.clean and not (strict_env and drifted)
+    problems = report.problems(strict_env)
+    clean = not problems
     if as_json:
         echo_json({
             "clean": clean,
@@ -292,17 +290,7 @@ def status(name: str | None, as_json: bool, no_remote: bool, strict_env: bool,
         if clean:
             say(f"clean: the workspace matches snapshot {names}")
         else:  # always a verdict as the last line, whatever made it not clean
-            lost = set(report.nowhere)
-            why = [f"{len(items)} {label}" for items, label in (
-                (report.modified, "modified"),
-                ([p for p in report.missing if p not in lost], "missing"),
-                ([p for p in report.not_on_remote if p not in lost], "not on remote"),
-                (sorted(lost), "lost here"), (report.leftover, "leftover")) if items]
-            if report.remote_error:
-                why.append("the remote could not be checked")
-            if strict_env and drifted:
-                why.append("the environment differs (--strict-env)")
-            say(f"not clean: {', '.join(why)} (snapshot {names})")
+            say(f"not clean: {', '.join(problems)} (snapshot {names})")
     if not clean:
         raise click.exceptions.Exit(EXIT_CHECK_FAILED)
 
@@ -343,15 +331,8 @@ def remote_set(key: str, value: str, local: bool, remote_name: str | None) -> No
     from mlsnap import redaction, store, workspace
 
     root = workspace.find_root()
-    credential = redaction.is_credential_value(key, value)
-    if credential and not local:
-        from mlsnap.errors import BadInput
-
-        raise BadInput(f"remote set {key}", f"{credential}; it must stay out of Git: add --local "
-                       "(it goes to .dvc/config.local, which is never committed)")
     name = store.set_remote_option(root, key, value, local=local, remote_name=remote_name)
-    shown = redaction.REDACTED if redaction.is_secret_name(key) and credential else \
-        redaction.redact_text(value)
+    shown = redaction.shown_option(key, value)
     say(f"remote {name!r}: {key} = {shown} ({'local, untracked' if local else 'tracked'})")
 
 

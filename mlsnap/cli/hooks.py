@@ -100,33 +100,14 @@ def push(remote_name: str | None, remote_url: str | None, dvc_remote: str | None
     from mlsnap import hooks
 
     root = _root()
-    snapshots = _pushed_snapshots(root, remote_name)
+    stdin = sys.stdin.read() if remote_name is not None and not sys.stdin.isatty() else None
+    snapshots = hooks.pushed_snapshots(root, remote_name, os.environ, stdin)
     report = hooks.push_snapshots(root, snapshots, remote=dvc_remote)
     if report.pushed:
         say(f"mlsnap-push: uploaded {report.pushed} object(s) for the "
                    f"{len(report.snapshots)} snapshot(s) being pushed")
     _report("mlsnap-push", report.problems,
             "Push blocked: others could not pull these snapshots.")
-
-
-def _pushed_snapshots(root: Path, remote_name: str | None) -> list[tuple[str, str]]:
-    from mlsnap import hooks
-
-    env = os.environ
-    name = remote_name or env.get("PRE_COMMIT_REMOTE_NAME") or "origin"
-    if env.get("PRE_COMMIT_FROM_REF") and env.get("PRE_COMMIT_TO_REF"):
-        ranges = [[env["PRE_COMMIT_TO_REF"], f"^{env['PRE_COMMIT_FROM_REF']}"]]
-    elif env.get("PRE_COMMIT_LOCAL_BRANCH"):  # the framework's first push of a whole history
-        ranges = [[env["PRE_COMMIT_LOCAL_BRANCH"], "--not", f"--remotes={name}"]]
-    elif remote_name is not None and not sys.stdin.isatty():
-        refs = hooks.parse_pre_push(sys.stdin.read())
-        ranges = hooks.push_ranges(root, refs, name)
-    else:
-        return hooks.snapshots_at(root)
-    found: list[tuple[str, str]] = []
-    for rev_args in ranges:
-        found += hooks.snapshots_in(root, rev_args)
-    return list(dict.fromkeys(found))
 
 
 @hook.command("mlsnap-pull")

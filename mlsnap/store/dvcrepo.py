@@ -146,8 +146,15 @@ def configure(root: Path, remote_url: str | None, remote_name: str = DEFAULT_REM
 
 def set_remote_option(root: Path, key: str, value: str, *, local: bool,
                       remote_name: str | None = None) -> str:
+    """Set ``key`` of the remote; a credential must go to the untracked local config."""
     from dvc.config import ConfigError
 
+    from mlsnap.redaction import is_credential_value
+
+    credential = is_credential_value(key, value)
+    if credential and not local:
+        raise BadInput(f"remote set {key}", f"{credential}; it must stay out of Git: add --local "
+                       "(it goes to .dvc/config.local, which is never committed)")
     with open_repo(root) as repo:
         name = remote_name or repo.config["core"].get("remote")
         if not name:
