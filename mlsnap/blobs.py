@@ -24,16 +24,15 @@ import yaml
 
 from mlsnap.environment import Environment
 from mlsnap.manifest import (
-    MAX_MANIFEST_BYTES,
     SCHEMA,
     Code,
     Manifest,
     Output,
     Patch,
     from_dict,
-    load_safely,
     loads,
 )
+from mlsnap.safeyaml import MAX_MANIFEST_BYTES, load_safely
 
 _CACHE_FORMAT = 1
 _CACHE_MAX_ENTRIES = 100_000
@@ -212,10 +211,10 @@ class Cache:
 def _version() -> str:
     """mlsnap's version and a digest of the validating code: a stricter validator, even
     within one version (an editable install), must not trust what a laxer one accepted."""
-    from mlsnap import __version__, manifest
+    from mlsnap import __version__, manifest, safeyaml
 
     digest = hashlib.sha1()
-    for module in (manifest.__file__, __file__):
+    for module in (manifest.__file__, safeyaml.__file__, __file__):
         try:
             digest.update(Path(module or "").read_bytes())
         except OSError:

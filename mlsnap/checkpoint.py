@@ -127,15 +127,15 @@ class Checkpointer:
 
     def _mark_writer(self) -> None:
         """Tell the repository's next mlsnap command where this process writes partial files,
-        so that it clears them if this process is killed (``journal.mark_writer``)."""
-        from mlsnap import gitrepo, journal
+        so that it clears them if this process is killed (``writers.mark_writer``)."""
+        from mlsnap import gitrepo, writers
         from mlsnap.errors import NotAGitRepo
 
         if self._mark is not None and self._mark.is_file():
             return
         try:
             root = gitrepo.toplevel(self.directory)
-            self._mark = journal.mark_writer(root, self.directory)
+            self._mark = writers.mark_writer(root, self.directory)
         except (NotAGitRepo, OSError):
             self._mark = None  # outside a repository nothing else would look
 
@@ -368,7 +368,7 @@ def _read_index(directory: Path) -> _Index:
         text = path.read_bytes()
     except FileNotFoundError:
         return _Index([], [])
-    from mlsnap.manifest import YamlRefused, parse_yaml
+    from mlsnap.safeyaml import YamlRefused, parse_yaml
 
     try:  # the limits of manifests: a cloned index is untrusted too (aliases, depth, size)
         doc = parse_yaml(text, str(path))

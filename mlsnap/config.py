@@ -16,7 +16,8 @@ import yaml
 
 from mlsnap.errors import BadInput, ManifestInvalid, NotInitialized
 from mlsnap.fsutil import atomic_write
-from mlsnap.manifest import MANIFEST_DIR, is_valid_name, safe_load
+from mlsnap.manifest import MANIFEST_DIR, is_valid_name
+from mlsnap.safeyaml import safe_load
 
 CONFIG_PATH = f"{MANIFEST_DIR}/config.yaml"
 DEFAULT_NAME = "model"

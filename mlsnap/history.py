@@ -445,7 +445,7 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
 def _check_pointers_at(root: Path, snap: Snapshot, outputs: Sequence[Output]) -> None:
     """The ``.dvc`` pointers DVC will read at the snapshot's commit: written by ``dvc add``
     (``pathsafety.pointer``) and agreeing with the manifest, before DVC sees them."""
-    from mlsnap.manifest import safe_load
+    from mlsnap.safeyaml import safe_load
 
     for o in outputs:
         rel = f"{o.path}.dvc"

@@ -20,7 +20,8 @@ from mlsnap import gitrepo
 from mlsnap.errors import BadInput, ManifestInvalid, MlsnapError, RemoteError
 from mlsnap.fsutil import human_size
 from mlsnap.gitrepo import Staged
-from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads, safe_load
+from mlsnap.manifest import MANIFEST_DIR, Manifest, is_valid_name, loads
+from mlsnap.safeyaml import safe_load
 
 HOOK_IDS = ("mlsnap-no-large-files", "mlsnap-check-manifest", "mlsnap-status", "mlsnap-push",
             "mlsnap-pull")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import time
@@ -29,16 +28,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlsnap import gitrepo
+from mlsnap import gitrepo, writers
 from mlsnap.errors import JournalFailed, MlsnapError
-from mlsnap.fsutil import TMP_PREFIX, atomic_write, fsync_dir, repo_lock, try_repo_lock
+from mlsnap.fsutil import atomic_write, fsync_dir, repo_lock, try_repo_lock
+from mlsnap.partials import remove_store_temps, remove_temps
 
 JOURNAL_DIR = "mlsnap/journal"  # its own folder: .git/mlsnap also holds caches (history.json)
 JOURNAL = "journal.json"
-
-# DVC writes "<dir>/.<22 url-safe chars>.tmp" (checkout, cache) and "<file>.<22 chars>.tmp"
-# (copyfile); mlsnap's own temporary files start with TMP_PREFIX.
-_DVC_TMP = re.compile(r"^(?P<prefix>.*)\.[A-Za-z0-9_-]{22}\.tmp$")
 
 
 @dataclass
@@ -98,84 +94,8 @@ def pending(root: Path) -> bool:
     """Whether a journal or a writer's mark is there (stats, no process: ``log`` stays fast)."""
     dot_git = root / ".git"
     if dot_git.is_dir():
-        return (dot_git / JOURNAL_DIR / JOURNAL).is_file() or (dot_git / WRITERS_DIR).is_dir()
-    return (folder(root) / JOURNAL).is_file() or writers_dir(root).is_dir()
-
-
-# A Checkpointer writes its checkpoints outside any command's journal, for hours: each one marks
-# its folder here while it runs, so that the next mlsnap command can clear the partial files of
-# one that was killed (its process gone) as it clears a killed command's.
-WRITERS_DIR = "mlsnap-writers"
-
-
-def writers_dir(root: Path) -> Path:
-    return gitrepo.git_dir(root) / WRITERS_DIR
-
-
-def mark_writer(root: Path, directory: Path) -> Path:
-    """Note that this process writes partial files (``TMP_PREFIX``) in ``directory``."""
-    where = writers_dir(root)
-    where.mkdir(parents=True, exist_ok=True)
-    mark = where / str(os.getpid())
-    atomic_write(mark, os.fsencode(str(directory)))
-    return mark
-
-
-def _clear_dead_writers(root: Path) -> None:
-    where = writers_dir(root)
-    try:
-        marks = list(os.scandir(where))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    live: set[str] = set()
-    dead: list[tuple[Path, str]] = []
-    for mark in marks:
-        try:
-            directory = os.fsdecode(Path(mark.path).read_bytes())
-        except OSError:
-            continue
-        if mark.name.isdigit() and _alive(int(mark.name)):
-            live.add(directory)
-        else:
-            dead.append((Path(mark.path), directory))
-    for mark_path, directory in dead:
-        if directory not in live:  # another live writer's temporaries are its own
-            _remove_writer_temps(Path(directory))
-        mark_path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        where.rmdir()  # only when no writer is left
-
-
-def _remove_writer_temps(directory: Path) -> None:
-    """The partial files in ``directory`` whose writer is gone: ``TMP_PREFIX<pid>-...`` of a
-    dead pid, and the unnamed temporaries of an atomic write (no live writer is there)."""
-    try:
-        entries = list(os.scandir(directory))
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    for entry in entries:
-        if not entry.name.startswith(TMP_PREFIX) or entry.is_symlink():
-            continue
-        pid = entry.name[len(TMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        if entry.is_dir():
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return (dot_git / JOURNAL_DIR / JOURNAL).is_file() or (dot_git / writers.WRITERS_DIR).is_dir()
+    return (folder(root) / JOURNAL).is_file() or writers.writers_dir(root).is_dir()
 
 
 def recover(root: Path) -> str | None:
@@ -189,7 +109,7 @@ def recover(root: Path) -> str | None:
     with try_repo_lock(lock_path(root)) as locked:
         if not locked:
             return None
-        _clear_dead_writers(root)
+        writers.clear_dead_writers(root)
         return _recover_locked(root)
 
 
@@ -315,67 +235,7 @@ def remove_partials(intent: Intent) -> int:
         removed += remove_temps(Path(directory), names=None, deep=True)
     for store_dir in (intent.cache, intent.remote):
         if store_dir:
-            removed += _remove_store_temps(Path(store_dir))
-    return removed
-
-
-def is_partial(name: str, names: set[str] | None = None) -> bool:
-    """Whether ``name`` is a partial copy: mlsnap's prefix, DVC's ``.<id>.tmp``, or (when
-    ``names`` is given) ``<one of names>.<id>.tmp``; ``names=None`` accepts any prefix."""
-    if name.startswith(TMP_PREFIX):
-        return True
-    match = _DVC_TMP.match(name)
-    if not match:
-        return False
-    prefix = match.group("prefix")
-    return prefix == "" or names is None or prefix in names
-
-
-def remove_temps(directory: Path, *, names: set[str] | None = None, deep: bool = False) -> int:
-    """Delete partial copies in ``directory`` (and below it with ``deep``); never follow links."""
-    removed = 0
-    stack = [directory]
-    while stack:
-        current = stack.pop()
-        try:
-            entries = list(os.scandir(current))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in entries:
-            if entry.is_symlink():
-                continue
-            if entry.is_dir():
-                if deep:
-                    stack.append(Path(entry.path))
-                continue
-            if is_partial(entry.name, names if not deep else None):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                removed += 1
-    return removed
-
-
-def _remove_store_temps(files_dir: Path) -> int:
-    """A content-addressed store (cache or folder remote) holds objects named by their hash;
-    anything ending in ``.tmp`` there is a partial copy."""
-    removed = 0
-    for md5_dir in (files_dir, files_dir / "md5"):
-        try:
-            tops = list(os.scandir(md5_dir))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for top in tops:
-            if top.is_file(follow_symlinks=False) and top.name.endswith(".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(top.path)
-                removed += 1
-            elif top.is_dir(follow_symlinks=False) and len(top.name) == 2:
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    for entry in os.scandir(top.path):
-                        if entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
-                            with contextlib.suppress(FileNotFoundError):
-                                os.unlink(entry.path)
-                            removed += 1
+            removed += remove_store_temps(Path(store_dir))
     return removed
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from mlsnap import pathsafety
 from mlsnap.errors import BadInput
 from mlsnap.jsonout import plain
-from mlsnap.manifest import MAX_DEPTH, MAX_MANIFEST_BYTES, YamlRefused, parse_yaml
+from mlsnap.safeyaml import MAX_DEPTH, MAX_MANIFEST_BYTES, YamlRefused, parse_yaml
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -33,7 +33,8 @@ import yaml
 
 from mlsnap import api, blobs, compare, environment, history, snapshot
 from mlsnap.errors import BadInput, ManifestInvalid
-from mlsnap.manifest import loads, safe_load
+from mlsnap.manifest import loads
+from mlsnap.safeyaml import safe_load
 from tests.helpers import git, make_project, mlsnap, sha256
 
 BASE = 1_767_225_600  # 2026-01-01T00:00:00Z

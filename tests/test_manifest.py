@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mlsnap.manifest import ManifestInvalid, load_safely, safe_load
+from mlsnap.errors import ManifestInvalid
+from mlsnap.safeyaml import load_safely, safe_load
 
 
 def test_load_safely_refuses_loaders_that_can_build_objects() -> None:

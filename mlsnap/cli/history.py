@@ -165,13 +165,13 @@ def diff(rev_a: str | None, rev_b: str | None, name: str | None, as_json: bool) 
     No REV: HEAD's snapshot vs the previous snapshot of that name. REV_A alone: REV_A vs HEAD.
     Revisions may be commits, branches, tags or NAME@vX.Y.Z.
     """
-    from mlsnap import compare
+    from mlsnap import compare, diffview
 
     result = compare.diff(rev_a, rev_b, name)
     if as_json:
         echo_json(result.to_dict())
     else:
-        say(compare.render(result))
+        say(diffview.render(result))
 
 
 @click.command()

@@ -242,7 +242,7 @@ def dvc_file(path: str) -> str:
 def read_dvc_file(root: Path, path: str) -> tuple[str, int | None] | None:
     """(md5, size) recorded by the ``.dvc`` file of ``path``; None when there is none."""
     from mlsnap import pathsafety
-    from mlsnap.manifest import YamlRefused, parse_yaml
+    from mlsnap.safeyaml import YamlRefused, parse_yaml
 
     pointer = root / dvc_file(path)
     if pointer.is_symlink():
