@@ -47,7 +47,7 @@ def open_repo(root: Path) -> Iterator[Repo]:
     quiet_dvc()
     if not (root / ".dvc").is_dir():
         raise NotInitialized(str(root))
-    from mlsnap import trust
+    from mlsnap.store import trust
 
     trust.check_dvc_config(root)  # cloned settings: cache outside, link cache types
     from dvc.exceptions import DvcException
