@@ -13,6 +13,7 @@ TYPE_CHECKING = False
 __version__ = "0.1.0"
 
 __all__ = [
+    "Certificate",
     "Checkpoint",
     "Checkpointer",
     "CommitResult",
@@ -23,6 +24,7 @@ __all__ = [
     "Manifest",
     "MlsnapError",
     "PullResult",
+    "RunResult",
     "SnapshotDiff",
     "StatusReport",
     "TagResult",
@@ -35,6 +37,8 @@ __all__ = [
     "log",
     "pull",
     "push",
+    "repro",
+    "run",
     "show",
     "status",
     "tag",
@@ -52,6 +56,8 @@ _LAZY = {
     "tag": "mlsnap.api",
     "get": "mlsnap.api",
     "gc": "mlsnap.api",
+    "run": "mlsnap.api",
+    "repro": "mlsnap.api",
     "Checkpointer": "mlsnap.checkpoint",
     "MlsnapError": "mlsnap.errors",
     # the result types the functions above return
@@ -66,19 +72,37 @@ _LAZY = {
     "GcResult": "mlsnap.retention",
     "Manifest": "mlsnap.manifest",
     "Checkpoint": "mlsnap.checkpoint",
+    "RunResult": "mlsnap.runner",
+    "Certificate": "mlsnap.reprocheck",
 }
 
 if TYPE_CHECKING:
     from typing import Any
 
-    from mlsnap.api import commit, diff, gc, get, init, log, pull, push, show, status, tag
+    from mlsnap.api import (
+        commit,
+        diff,
+        gc,
+        get,
+        init,
+        log,
+        pull,
+        push,
+        repro,
+        run,
+        show,
+        status,
+        tag,
+    )
     from mlsnap.checkpoint import Checkpoint, Checkpointer
     from mlsnap.compare import SnapshotDiff
     from mlsnap.errors import MlsnapError
     from mlsnap.history import GetResult, LogEntry, TagResult
     from mlsnap.manifest import Manifest
+    from mlsnap.reprocheck import Certificate
     from mlsnap.restore import PullResult, StatusReport
     from mlsnap.retention import GcResult
+    from mlsnap.runner import RunResult
     from mlsnap.snapshot import CommitResult, InitResult
 
 

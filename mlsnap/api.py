@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlsnap.manifest import Manifest
+from mlsnap.reprocheck import Certificate
 from mlsnap.restore import PullResult, StatusReport
 from mlsnap.retention import GcResult
+from mlsnap.runner import RunResult
 from mlsnap.snapshot import CommitResult, InitResult
 
 if TYPE_CHECKING:
@@ -166,3 +168,38 @@ def gc(*, name: str | None = None, keep_last: int | None = None,
     return run_gc(name=name, keep_last=keep_last, keep_best=best,
                     keep_within_days=keep_within_days, remote=remote, yes=yes,
                     allow_stale_refs=allow_stale_refs, jobs=jobs, cwd=_cwd(repo))
+
+
+def run(cmd: Sequence[str], *, outputs: Sequence[PathLike] = (), data: Sequence[PathLike] = (),
+        params: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
+        params_files: Sequence[str] | None = None, metrics_files: Sequence[str] | None = None,
+        name: str | None = None, message: str = "", tag: str | None = None,
+        allow_dirty: bool = False, push: bool = True,
+        repo: PathLike | None = None) -> RunResult:
+    """Run ``cmd`` (a list: program and arguments) in the repository root and snapshot
+    ``outputs`` with the command recorded, as ``mlsnap run`` does; CMD's output goes to this
+    process's stdout/stderr. A failing command raises ``mlsnap.MlsnapError`` (no snapshot).
+
+    The environment recorded is the one CMD runs in (its ``python``, else the active
+    virtualenv), not this process's.
+    """
+    from mlsnap import runner
+
+    return runner.run(
+        [os.fspath(c) for c in cmd], outputs=[os.fspath(p) for p in outputs],
+        data=[os.fspath(p) for p in data], param_files=params_files,
+        metric_files=metrics_files, name=name, message=message, tag=tag,
+        allow_dirty=allow_dirty, push=push, cwd=_cwd(repo), extra_params=dict(params or {}),
+        extra_metrics=dict(metrics or {}))
+
+
+def repro(rev: str | None = None, *, name: str | None = None, rtol: float = 0.0,
+          atol: float = 0.0, env: str = "current", keep: bool = False,
+          repo: PathLike | None = None) -> Certificate:
+    """Re-run the recorded command of the snapshot at ``rev`` (default HEAD) in a temporary
+    worktree and compare; ``cert.verdict`` is ``reproduced``, ``within-tolerance``,
+    ``differs`` or ``failed``, ``cert.to_dict()`` the ``--json`` certificate."""
+    from mlsnap import reproduce as flow
+
+    return flow.repro(rev, name=name, rtol=rtol, atol=atol, env=env, keep=keep,
+                      cwd=_cwd(repo))

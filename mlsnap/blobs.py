@@ -32,6 +32,7 @@ from mlsnap.manifest import (
     from_dict,
     loads,
 )
+from mlsnap.runrecord import from_doc as run_from_doc
 from mlsnap.safeyaml import MAX_MANIFEST_BYTES, load_safely
 
 _CACHE_FORMAT = 1
@@ -211,10 +212,10 @@ class Cache:
 def _version() -> str:
     """mlsnap's version and a digest of the validating code: a stricter validator, even
     within one version (an editable install), must not trust what a laxer one accepted."""
-    from mlsnap import __version__, manifest, safeyaml
+    from mlsnap import __version__, manifest, runrecord, safeyaml
 
     digest = hashlib.sha1()
-    for module in (manifest.__file__, safeyaml.__file__, __file__):
+    for module in (manifest.__file__, safeyaml.__file__, runrecord.__file__, __file__):
         try:
             digest.update(Path(module or "").read_bytes())
         except OSError:
@@ -235,5 +236,6 @@ def _rebuild(m: dict[str, Any], env: dict[str, Any]) -> Manifest:
         artifacts=tuple(Output(**o) for o in m["artifacts"]),
         params=m["params"], metrics=m["metrics"],
         environment=Environment(**env), schema=m["mlsnap"],
+        run=run_from_doc(m.get("run"), lambda where, reason: ValueError(f"{where}: {reason}")),
     )
 

@@ -211,3 +211,29 @@ class Collected(MlsnapError):
             f"{names}: snapshot {snapshot} was {says}: its bytes are gone on purpose, not "
             "missing a push; check out a snapshot that was kept (`mlsnap log --all`)"
         )
+
+
+class InputChanged(MlsnapError):
+    """An input or params file of ``mlsnap run`` changed while its command ran."""
+
+    def __init__(self, path: str, before: str, after: str) -> None:
+        super().__init__(
+            f"{path} changed while the command ran ({before[:12]} before it started, "
+            f"{after[:12]} now); no snapshot was taken: a snapshot must record the bytes the "
+            "training read; leave inputs alone while it runs and run it again"
+        )
+
+
+class CommandFailed(MlsnapError):
+    """The command of ``mlsnap run`` could not start or exited non-zero: no snapshot."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        super().__init__(f"`{command}` {reason}; no snapshot was taken")
+
+
+class CodeChanged(MlsnapError):
+    """HEAD moved or tracked code was edited while the command of ``mlsnap run`` ran."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} while the command ran; no snapshot was taken: the snapshot "
+                         "must name the code that trained; run it again on unchanged code")

@@ -18,6 +18,8 @@ from mlsnap import pathsafety
 from mlsnap.environment import Environment
 from mlsnap.errors import BadInput, ManifestInvalid
 from mlsnap.jsonout import plain
+from mlsnap.runrecord import Run
+from mlsnap.runrecord import from_doc as run_from_doc
 from mlsnap.safeyaml import MAX_DEPTH, safe_load
 
 SCHEMA = 1
@@ -97,6 +99,7 @@ class Manifest:
     metrics: dict[str, Any]
     environment: Environment
     schema: int = SCHEMA
+    run: Run | None = None  # optional: the command `mlsnap run` ran (mlsnap.runrecord)
 
     @property
     def outputs(self) -> tuple[Output, ...]:
@@ -129,6 +132,7 @@ class Manifest:
             "params": self.params,
             "metrics": self.metrics,
             "environment": self.environment.to_dict(),
+            **({"run": self.run.to_dict()} if self.run is not None else {}),
         }
 
 
@@ -331,7 +335,8 @@ def from_dict(doc: Any, source: str) -> Manifest:
         accelerators=accelerators,
         **used,
     )
+    run = run_from_doc(doc.get("run"), c.fail)
     return Manifest(name=name, created=created, message=message,
                     code=Code(commit, branch, dirty, patch), data_hash=data_hash, inputs=inputs,
                     artifacts=artifacts, params=params, metrics=metrics, environment=env,
-                    schema=schema)
+                    schema=schema, run=run)

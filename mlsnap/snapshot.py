@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from mlsnap import environment, gitrepo, journal, params, redaction, sources, st
 from mlsnap.environment import Environment
 from mlsnap.errors import (
     BadInput,
+    InputChanged,
     ManifestInvalid,
     PushFailed,
 )
@@ -36,6 +37,7 @@ from mlsnap.manifest import (
     loads,
     manifest_path,
 )
+from mlsnap.runrecord import Run
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,25 @@ def _owned_files(root: Path, name: str, paths: Sequence[str]) -> list[str]:
     return owned
 
 
+def uncommitted_code(root: Path, cfg: configmod.Config, name: str, recorded: Sequence[str],
+                     committed_files: Sequence[str]) -> list[str]:
+    """Tracked files with uncommitted changes that count as code for snapshot ``name``: not
+    mlsnap's own files, not the recorded paths, not the params/metrics files committed with
+    it (``committed_files``) or read by any snapshot."""
+    owned = _owned_files(root, name, recorded)
+    # Params/metrics files other snapshots read are theirs to commit, not code to block on.
+    remembered_files = set(sources.files_read(
+        [s for kinds in cfg.sources.values() for v in kinds.values() for s in v], root))
+    return sorted(p for p in gitrepo.modified_tracked(root)
+                  if p not in owned and p not in recorded and not _under(p, recorded)
+                  and p not in committed_files and p not in remembered_files)
+
+
+def owned_files(root: Path, name: str, paths: Sequence[str]) -> list[str]:
+    """The files a snapshot of ``name`` recording ``paths`` writes and commits itself."""
+    return _owned_files(root, name, paths)
+
+
 def commit(
     paths: Sequence[str] = (),
     *,
@@ -186,11 +207,16 @@ def commit(
     extra_params: dict[str, Any] | None = None,
     extra_metrics: dict[str, Any] | None = None,
     forget: bool = False,
+    run: Run | None = None,
+    expect_inputs: Mapping[str, str] | None = None,
 ) -> CommitResult:
     """Take one snapshot; see ``mlsnap commit --help``.
 
     ``env`` overrides environment capture (the Python API passes its own process);
     ``extra_params``/``extra_metrics`` are dicts merged under ``-p``/``-m`` values.
+    ``run`` is recorded as the manifest's ``run:`` (``mlsnap run``), and ``expect_inputs``
+    (path -> DVC hash taken before the command started) must match what DVC records now:
+    an input changed while the command ran is refused before anything is recorded.
     """
     cwd = cwd or Path.cwd()
     root = workspace.find_root(cwd)
@@ -230,12 +256,7 @@ def commit(
 
         owned = _owned_files(root, name, artifacts + inputs)
         recorded = artifacts + inputs
-        # Params/metrics files other snapshots read are theirs to commit, not code to block on.
-        remembered_files = set(sources.files_read(
-            [s for kinds in cfg.sources.values() for v in kinds.values() for s in v], root))
-        dirty = sorted(p for p in gitrepo.modified_tracked(root)
-                       if p not in owned and p not in recorded and not _under(p, recorded)
-                       and p not in files.commit and p not in remembered_files)
+        dirty = uncommitted_code(root, cfg, name, recorded, files.commit)
         if dirty and not allow_dirty:
             from mlsnap.errors import DirtyWorktree
 
@@ -285,6 +306,9 @@ def commit(
             tracked.update(store.add(repo, [p for p in recorded if p not in tracked]
                                      + ([patch_rel] if patch_rel else [])))
             fault_point("after-dvc-add")
+            for path, before in (expect_inputs or {}).items():
+                if path in tracked and tracked[path].md5 != before:
+                    raise InputChanged(path, before, tracked[path].md5)
             branch = gitrepo.branch(root)
             manifest = Manifest(
                 name=name,
@@ -300,6 +324,7 @@ def commit(
                 params=param_tree,
                 metrics=metric_tree,
                 environment=recorded_env,
+                run=run,
             )
             told = Told(chosen.remembered, chosen.dropped, tuple(newly_committed),
                         tuple(files.secret),
@@ -355,8 +380,12 @@ def same_content(old: Manifest, new: Manifest) -> bool:
     def patch(m: Manifest) -> str | None:
         return m.code.patch.md5 if m.code.patch else None
 
+    def command(m: Manifest) -> tuple[tuple[str, ...], str] | None:
+        return (m.run.cmd, m.run.cwd) if m.run is not None else None
+
     return (outputs(old) == outputs(new) and old.params == new.params
-            and old.metrics == new.metrics and patch(old) == patch(new))
+            and old.metrics == new.metrics and patch(old) == patch(new)
+            and command(old) == command(new))
 
 
 def _values(root: Path, files: Sequence[str], assignments: Sequence[str], option: str,
@@ -451,6 +480,7 @@ __all__ = [
     "Told",
     "commit",
     "init",
+    "owned_files",
     "push",
-
+    "uncommitted_code",
 ]

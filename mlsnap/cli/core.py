@@ -144,6 +144,11 @@ def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[st
         metric_files=metric_files or None, name=name, message=message, tag=tag,
         allow_dirty=allow_dirty, push=not no_push, python=python, jobs=jobs, forget=forget,
     )
+    report_commit(result)
+
+
+def report_commit(result: Any) -> None:
+    """What ``commit`` (and ``run``, after its command) prints about the snapshot taken."""
     m = result.manifest
     told = result.told
     if result.unchanged:

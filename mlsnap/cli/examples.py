@@ -7,8 +7,8 @@ not exist.
 from __future__ import annotations
 
 # Set up, record, share, restore, inspect history, then the helpers.
-ORDER = ("init", "commit", "push", "pull", "status", "log", "show", "diff", "tag", "get", "gc",
-         "env", "remote", "hooks", "hook", "demo")
+ORDER = ("init", "commit", "run", "repro", "push", "pull", "status", "log", "show", "diff", "tag",
+         "get", "gc", "env", "remote", "hooks", "hook", "demo")
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "mlsnap": (
@@ -25,6 +25,15 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mlsnap commit model.pkl --data data/train.csv --params params.yaml -M baseline",
         "mlsnap commit --metrics metrics.json -M 'lower lr'   # the same paths as last time",
         "mlsnap commit checkpoints/ --name ckpt -p lr=0.01 -m accuracy=0.93 --tag 1.0.0",
+    ),
+    "run": (
+        ("mlsnap run -o model.pkl --data data/ --params params.yaml --metrics metrics.json "
+        "-- python train.py"),
+        "mlsnap run -M 'lower lr' -- python train.py --lr 0.01   # the same paths as last time",
+    ),
+    "repro": (
+        "mlsnap repro                      # the snapshot at HEAD",
+        "mlsnap repro model@v1.0.0 --atol 0.001 --json",
     ),
     "push": (
         "mlsnap push",

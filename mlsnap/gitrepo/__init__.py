@@ -4,7 +4,8 @@ else in mlsnap runs ``git``.
 - ``core``: the one runner (hook variables stripped), the repository, its work tree and index,
   commits and tags made by mlsnap;
 - ``history``: reading history in batches (refs, worktrees, stashes, raw logs, blobs, remotes);
-- ``index``: ``Staged``, what a pre-commit hook sees in the index.
+- ``index``: ``Staged``, what a pre-commit hook sees in the index;
+- ``worktree``: the temporary worktrees of ``mlsnap repro``.
 
 Callers use the names below (``gitrepo.run``); the submodules are an internal layout.
 """
@@ -64,15 +65,26 @@ from mlsnap.gitrepo.history import (
 from mlsnap.gitrepo.index import (
     Staged,
 )
+from mlsnap.gitrepo.worktree import (
+    apply_patch,
+    changed_by,
+    checkout_files,
+    last_change,
+    worktree_add,
+    worktree_remove,
+)
 
 __all__ = [
     "Staged",
+    "apply_patch",
     "blob_ids",
     "blobs",
     "branch",
+    "changed_by",
     "changed_paths",
     "changed_since_head",
     "check_rev",
+    "checkout_files",
     "commit_paths",
     "commits_touching",
     "common_dir",
@@ -90,6 +102,7 @@ __all__ = [
     "identity",
     "ignored",
     "is_shallow",
+    "last_change",
     "last_commit_of",
     "modified_tracked",
     "no_git_env",
@@ -112,5 +125,7 @@ __all__ = [
     "toplevel",
     "tracked",
     "tracked_at_head",
+    "worktree_add",
+    "worktree_remove",
     "worktrees",
 ]

@@ -170,6 +170,22 @@ def fetch_folders(repo: Repo, dirs: Sequence[tuple[str, str]], *, jobs: int | No
     return got | download(repo, files, jobs=jobs, remote=remote)
 
 
+def folder_listing(repo: Repo, path: str, md5: str, *,
+                   remote: str | None = None) -> list[dict[str, Any]]:
+    """The entries (relpath, md5) of the folder object ``md5``, its listing downloaded (and
+    checked, as in ``fetch_folders``) when the cache lacks it; the files are not fetched."""
+    from mlsnap import pathsafety
+    from mlsnap.errors import MissingObjects
+
+    def vet(label: str, oid: str, raw: bytes) -> None:
+        pathsafety.parse_listing(raw, label, oid)
+
+    download(repo, [(path, md5)], remote=remote, check=vet)
+    if not in_cache(repo, md5):
+        raise MissingObjects([path], remote_label(repo, remote))
+    return dir_entries(repo, md5, path)
+
+
 def quarantine(repo: Repo, md5: str) -> None:
     """Move a corrupt cache object aside so the next fetch downloads it again."""
     path = cache_file(repo, md5)

@@ -1,0 +1,248 @@
+"""Running a user's command for ``mlsnap run`` and ``mlsnap repro``: output streamed and its
+tail kept, Ctrl-C and SIGTERM forwarded to the command's own process group, and the Python
+distributions the command imported noted where it can be told.
+
+Standard library only: the command runs for hours, mlsnap only watches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+TAIL_LINES = 40
+TAIL_CHARS = 4096
+_KEEP_BYTES = 64 * 1024  # of raw output, to cut the tail from
+_STOP_WAIT = (10.0, 5.0)  # seconds given to CMD after the forwarded signal, then after SIGTERM
+_PUMP_WAIT = 5.0  # for a pipe still held open by a process CMD left behind
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)")
+_PYTHON = re.compile(r"python(\d+(\.\d+)?)?(\.exe)?")
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int  # negative: killed by that signal
+    started: str  # UTC, ISO 8601
+    duration_s: float
+    tail: str  # the last lines printed, as a terminal shows them (progress bars collapsed)
+    imported: tuple[str, ...] | None  # distributions Python processes of CMD imported
+
+
+def shown(cmd: Sequence[str]) -> str:
+    import shlex
+
+    return shlex.join(list(cmd))
+
+
+def python_of(cmd: Sequence[str], cwd: Path) -> str | None:
+    """The interpreter CMD runs when it starts with ``python``/``python3.X`` (a name found on
+    PATH, or a path), else None."""
+    exe = cmd[0]
+    if not _PYTHON.fullmatch(os.path.basename(exe)):
+        return None
+    if "/" in exe:
+        path = Path(exe) if os.path.isabs(exe) else cwd / exe
+        return str(path) if path.exists() else None
+    return shutil.which(exe)
+
+
+def how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"
+
+
+# The hook every Python process of CMD loads (PYTHONPATH): at exit it writes the
+# distributions whose modules it imported, then the user's own sitecustomize still runs.
+_SITECUSTOMIZE = '''\
+"""mlsnap run: note which installed distributions this process imported (see mlsnap.runproc)."""
+import atexit as _atexit
+import os as _os
+import sys as _sys
+
+
+def _mlsnap_imports():
+    try:
+        import importlib.metadata as _md
+        import re as _re
+
+        std = getattr(_sys, "stdlib_module_names", ())
+        mods = {m.partition(".")[0] for m in list(_sys.modules)}
+        owners = _md.packages_distributions()
+        names = sorted({_re.sub(r"[-_.]+", "-", d).lower() for m in mods
+                        if m and not m.startswith("_") and m not in std
+                        for d in owners.get(m, [])})
+        where = _os.path.join(_os.environ["MLSNAP_RUN_IMPORTS"], "%d.txt" % _os.getpid())
+        with open(where, "w") as f:
+            f.write("\\n".join(names))
+    except Exception:
+        pass
+
+
+if _os.environ.get("MLSNAP_RUN_IMPORTS"):
+    _atexit.register(_mlsnap_imports)
+_here = _os.path.dirname(_os.path.abspath(__file__))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
+_me = _sys.modules.pop("sitecustomize", None)
+try:
+    import sitecustomize  # noqa: F401 - the environment's own, if it has one
+except ImportError:
+    pass
+finally:
+    _sys.modules.setdefault("sitecustomize", _me)  # the import system expects one there
+'''
+
+
+@contextlib.contextmanager
+def _imports_hook(env: dict[str, str]) -> Iterator[Path]:
+    """A temporary folder holding the hook, put first on CMD's PYTHONPATH; yields the folder
+    the processes write their reports to."""
+    folder = Path(tempfile.mkdtemp(prefix="mlsnap-run-"))
+    try:
+        hook = folder / "hook"
+        reports = folder / "imports"
+        hook.mkdir()
+        reports.mkdir()
+        (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(hook), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+        env["MLSNAP_RUN_IMPORTS"] = str(reports)
+        yield reports
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_imports(reports: Path) -> tuple[str, ...] | None:
+    names: set[str] = set()
+    found = False
+    for report in reports.glob("*.txt"):
+        found = True
+        with contextlib.suppress(OSError):
+            names.update(n for n in report.read_text().split() if n)
+    return tuple(sorted(names)) if found else None
+
+
+class _Tail:
+    """The last bytes of CMD's output, both streams in arrival order."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+
+    def add(self, chunk: bytes) -> None:
+        with self.lock:
+            self.buf += chunk
+            if len(self.buf) > 2 * _KEEP_BYTES:
+                del self.buf[:-_KEEP_BYTES]
+
+    def text(self) -> str:
+        with self.lock:
+            raw = bytes(self.buf[-_KEEP_BYTES:])
+        text = _ANSI.sub("", raw.decode("utf-8", errors="replace"))
+        lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        kept = "\n".join(lines[-TAIL_LINES:])
+        return kept[-TAIL_CHARS:]
+
+
+def _pump(pipe: IO[bytes], sink: IO[Any] | None, tail: _Tail) -> None:
+    """Copy ``pipe`` to ``sink`` as it arrives; a closed sink (``| head``) stops the copy,
+    never the reading (CMD must not block on a full pipe)."""
+    fd = pipe.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tail.add(chunk)
+        if sink is not None:
+            try:
+                raw = getattr(sink, "buffer", None)
+                if raw is not None:
+                    raw.write(chunk)
+                else:
+                    sink.write(chunk.decode("utf-8", errors="replace"))
+                sink.flush()
+            except (OSError, ValueError):
+                sink = None
+    with contextlib.suppress(OSError):
+        pipe.close()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _stop(proc: subprocess.Popen[bytes], first: int) -> None:
+    """Stop CMD and everything in its process group: ``first`` (the signal mlsnap got), then
+    SIGTERM, then SIGKILL, each after a bounded wait; a second Ctrl-C goes straight to KILL."""
+    for sig, wait in ((first, _STOP_WAIT[0]), (signal.SIGTERM, _STOP_WAIT[1])):
+        _signal_group(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        except KeyboardInterrupt:
+            break
+    _signal_group(proc.pid, signal.SIGKILL)  # what it left behind in its group, too
+    with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.wait(timeout=_STOP_WAIT[1])
+
+
+def execute(cmd: Sequence[str], cwd: Path, *, stdout: IO[Any] | None, stderr: IO[Any] | None,
+            env: Mapping[str, str] | None = None, track_imports: bool = True) -> Finished:
+    """Run ``cmd`` in ``cwd`` in its own process group, its output copied to ``stdout`` /
+    ``stderr`` as it arrives. Ctrl-C or SIGTERM (a ``KeyboardInterrupt`` here) is forwarded
+    to the group, which is stopped before the exception goes on. ``FileNotFoundError`` /
+    ``PermissionError`` when it cannot start."""
+    from mlsnap.interrupts import Terminated
+
+    child_env = dict(os.environ if env is None else env)
+    child_env.setdefault("PYTHONUNBUFFERED", "1")  # piped output arrives as it is printed
+    tail = _Tail()
+    with contextlib.ExitStack() as stack:
+        reports = stack.enter_context(_imports_hook(child_env)) if track_imports else None
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        clock = time.monotonic()
+        stdin = subprocess.DEVNULL if sys.stdin is None or sys.stdin.isatty() else None
+        # Its own process group: the signal is forwarded to all of it, once.
+        group: dict[str, Any] = ({"process_group": 0} if sys.version_info >= (3, 11)
+                                 else {"preexec_fn": os.setpgrp})
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=child_env, stdin=stdin,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **group)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [threading.Thread(target=_pump, args=(pipe, sink, tail), daemon=True)
+                 for pipe, sink in ((proc.stdout, stdout), (proc.stderr, stderr))]
+        for pump in pumps:
+            pump.start()
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt as exc:
+            _stop(proc, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+            raise
+        duration = time.monotonic() - clock
+        for pump in pumps:
+            pump.join(timeout=_PUMP_WAIT)
+        imported = _read_imports(reports) if reports is not None else None
+    return Finished(returncode, started, round(duration, 3), tail.text(), imported)
