@@ -18,11 +18,11 @@ from tests.helpers import mlsnap as cli
 SKLEARN_TRAIN = """\
 import json, pickle, sys
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import RidgeClassifier
 data = np.loadtxt("data/digits.csv", delimiter=",")
 X, y = data[:, :-1], data[:, -1].astype(int)
 C = float(open("params.yaml").read().split(":")[1])
-clf = LogisticRegression(C=C, max_iter=300).fit(X[:1400], y[:1400])
+clf = RidgeClassifier(alpha=1 / C).fit(X[:1400], y[:1400])
 print("trained, C =", C)
 pickle.dump(clf, open("model.pkl", "wb"))
 json.dump({"accuracy": clf.score(X[1400:], y[1400:])}, open("metrics.json", "w"))
@@ -115,7 +115,7 @@ def test_repro_of_an_older_snapshot_while_head_is_elsewhere(tmp_path: Path) -> N
     first = git(root, "rev-parse", "HEAD")
     first_model = json.loads(cli(root, "show", "--json").stdout)["artifacts"][0]["md5"]
     (root / "params.yaml").write_text("C: 0.05\n")
-    (root / "train.py").write_text(SKLEARN_TRAIN.replace("max_iter=300", "max_iter=200"))
+    (root / "train.py").write_text(SKLEARN_TRAIN.replace("alpha=1 / C", "alpha=2 / C"))
     git(root, "commit", "-qam", "new code, new C")
     sklearn_run(root, "-M", "C 0.05")
     git(root, "commit", "-q", "--allow-empty", "-m", "later work")
@@ -147,12 +147,12 @@ def test_unseeded_randomness_differs_naming_the_artifact(tmp_path: Path) -> None
 
 def test_dirty_code_snapshot_reproduces_from_its_patch(tmp_path: Path) -> None:
     root = digits_project(tmp_path, SKLEARN_TRAIN)
-    (root / "train.py").write_text(SKLEARN_TRAIN.replace("max_iter=300", "max_iter=50"))
+    (root / "train.py").write_text(SKLEARN_TRAIN.replace("alpha=1 / C", "alpha=10 / C"))
     sklearn_run(root, "--allow-dirty")
     dirty_model = json.loads(cli(root, "show", "--json").stdout)["artifacts"][0]["md5"]
     git(root, "checkout", "--", "train.py")  # the edit is gone from the work tree
     cert = json.loads(cli(root, "repro", "--json").stdout)
-    assert cert["verdict"] == "reproduced"  # max_iter=50 came back from the recorded patch
+    assert cert["verdict"] == "reproduced"  # alpha=10 / C came back from the recorded patch
     assert cert["artifacts"][0]["reproduced"] == dirty_model
 
 
@@ -167,7 +167,7 @@ def test_command_that_fails_on_rerun_is_failed(tmp_path: Path) -> None:
     proc = cli(root, "repro", check=1)
     assert "FileNotFoundError" in proc.stderr  # the command's own error, streamed
     assert proc.stdout.strip().splitlines()[-1].startswith(
-        "verdict: failed: `" ) and "exited with code 1" in proc.stdout
+        "verdict: failed: `") and "exited with code 1" in proc.stdout
     assert worktrees(root) == 1
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import mlsnap
-from tests.helpers import git, mlsnap as cli, tree_digest
+from tests.helpers import git, tree_digest
+from tests.helpers import mlsnap as cli
 
 RUN = ["run", "-o", "model.pkl", "--data", "data/train.csv", "--params", "params.yaml",
        "--metrics", "metrics.json"]
@@ -141,7 +142,7 @@ def test_ctrl_c_stops_the_command_and_makes_no_snapshot(project: Path, tmp_path:
         subprocess.run(["sleep", "0.05"], check=True)
     child = int(pid_file.read_text())
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1].startswith("interrupted: `mlsnap run")
     assert "KeyboardInterrupt" in err  # the command's own stderr: it got the Ctrl-C
