@@ -23,8 +23,9 @@ from benchmarks.cases import Bench, Sizes
 from benchmarks.gc_case import gc_rows
 from benchmarks.harness import Row, Shell, isolated_env, table, tool
 from benchmarks.history_case import log_rows
+from benchmarks.repro_case import repro_rows
 
-CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "gc", "rss")
+CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "gc", "repro", "rss")
 
 
 def machine() -> str:
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 case_rows = gc_rows(bench)
             elif case == "log":
                 case_rows = log_rows(bench)
+            elif case == "repro":
+                case_rows = repro_rows(bench)
             else:
                 method = {"help": "help_env", "commit": "commit_model"}.get(case, case)
                 case_rows = getattr(bench, method)()

@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -83,39 +83,58 @@ def repro(rev: str | None = None, *, name: str | None = None, rtol: float = 0.0,
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
 
+    from concurrent.futures import ThreadPoolExecutor
+
     from mlsnap import store
 
-    with store.open_repo(root) as repo, _worktree(root, m.code.commit, keep) as wt:
-        _fetch(root, repo, snap, m, remote)
-        _prepare(root, repo, wt, own, m)
-        cmd = _command(m.run.cmd, root, wt)
-        where = wt if m.run.cwd == "." else pathsafety.target(wt, m.run.cwd, "run.cwd")
-        current = environment.capture(runproc.python_of(cmd, where))
-        drift = environment.drift(m.environment, current)
-        try:
-            finished = runproc.execute(cmd, where, stdout=out, stderr=err,
-                                       track_imports=False)
-        except (FileNotFoundError, PermissionError) as exc:
-            return make(FAILED, command=m.run.cmd, exit_code=None, reason=(
-                f"`{runproc.shown(cmd)}` could not start ({exc.strerror})"),
-                environment=drift.to_dict(), drift_table=drift.table(),
-                worktree=str(wt) if keep else None)
-        common: dict[str, Any] = {"command": m.run.cmd, "exit_code": finished.returncode,
-                      "environment": drift.to_dict(), "drift_table": drift.table(),
-                      "command_s": finished.duration_s, "worktree": str(wt) if keep else None}
-        if finished.returncode != 0:
-            return make(FAILED, reason=(
-                f"`{runproc.shown(cmd)}` {runproc.how_it_ended(finished.returncode)}"),
-                **common)
-        artifacts = tuple(
-            reprocheck.check_artifact(
-                o, pathsafety.target(wt, o.path, o.path),
-                store.folder_listing(repo, o.path, o.md5, remote=remote) if o.is_dir else None)
-            for o in m.artifacts)
-        measured = _metrics(wt, snap.name)
-        metrics = reprocheck.check_metrics(m.metrics, measured, rtol, atol)
-        verdict = reprocheck.verdict(artifacts, metrics)
-        return make(verdict, artifacts=artifacts, metrics=metrics, **common)
+    # The interpreter is described while DVC loads and the worktree is made (a process of its
+    # own: ~0.2 s off the wall time). A relative one resolves as in the repository (_command).
+    python = runproc.python_of(list(m.run.cmd), pathsafety.target(root, m.run.cwd, "run.cwd")
+                               if m.run.cwd != "." else root)
+    with ThreadPoolExecutor(1) as pool:
+        probe = pool.submit(environment.capture, python)
+        with store.open_repo(root) as repo, _worktree(root, m.code.commit, keep) as wt:
+            return _rerun(root, repo, wt, snap, own, probe, make, rtol, atol, keep, remote,
+                          out, err)
+
+
+def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, probe: Any,
+           make: Callable[..., Certificate], rtol: float, atol: float, keep: bool, remote: str | None,
+           out: IO[Any], err: IO[Any]) -> Certificate:
+    """Steps 3 to 5 (see the module's docstring), in the worktree ``wt``."""
+    from mlsnap import store
+
+    m = snap.manifest
+    assert m.run is not None
+    _fetch(root, repo, snap, m, remote)
+    _prepare(root, repo, wt, own, m)
+    cmd = _command(m.run.cmd, root, wt)
+    where = wt if m.run.cwd == "." else pathsafety.target(wt, m.run.cwd, "run.cwd")
+    drift = environment.drift(m.environment, probe.result())
+    try:
+        finished = runproc.execute(cmd, where, stdout=out, stderr=err, track_imports=False)
+    except (FileNotFoundError, PermissionError) as exc:
+        return make(FAILED, command=m.run.cmd, exit_code=None, reason=(
+            f"`{runproc.shown(cmd)}` could not start ({exc.strerror})"),
+            environment=drift.to_dict(), drift_table=drift.table(),
+            worktree=str(wt) if keep else None)
+    common: dict[str, Any] = {
+        "command": m.run.cmd, "exit_code": finished.returncode,
+        "environment": drift.to_dict(), "drift_table": drift.table(),
+        "command_s": finished.duration_s, "worktree": str(wt) if keep else None}
+    if finished.returncode != 0:
+        return make(FAILED, reason=(
+            f"`{runproc.shown(cmd)}` {runproc.how_it_ended(finished.returncode)}"),
+            **common)
+    artifacts = tuple(
+        reprocheck.check_artifact(
+            o, pathsafety.target(wt, o.path, o.path),
+            store.folder_listing(repo, o.path, o.md5, remote=remote) if o.is_dir else None)
+        for o in m.artifacts)
+    measured = _metrics(wt, snap.name)
+    metrics = reprocheck.check_metrics(m.metrics, measured, rtol, atol)
+    verdict = reprocheck.verdict(artifacts, metrics)
+    return make(verdict, artifacts=artifacts, metrics=metrics, **common)
 
 
 def _finite(x: float) -> bool:
