@@ -175,3 +175,17 @@ def test_rerun_with_nothing_changed_makes_no_second_snapshot(project: Path) -> N
     os.remove(project / "model.pkl")
     cli(project, "run", "--", sys.executable, "train.py", "--again")
     assert snapshot_count(project) == 2
+
+
+def test_killed_during_the_snapshot_the_next_command_puts_it_right(project: Path) -> None:
+    status = git(project, "status", "--short")
+    proc = cli(project, *RUN, "--", sys.executable, "train.py",
+               env={"MLSNAP_FAULT_AT": "after-manifest"}, check=None)
+    assert proc.returncode == -signal.SIGKILL
+    cli(project, "status", "--no-remote", check=None)  # any command rolls the commit back
+    # what the command wrote is kept; nothing mlsnap or DVC wrote is left
+    left = set(git(project, "status", "--short").splitlines()) - set(status.splitlines())
+    assert left == {"?? metrics.json", "?? model.pkl"}
+    assert snapshot_count(project) == 0
+    cli(project, *RUN, "--", sys.executable, "train.py")  # the rerun completes
+    assert snapshot_count(project) == 1 and git(project, "status", "--short") == ""
