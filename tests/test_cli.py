@@ -171,8 +171,8 @@ def test_help_lists_commands_in_workflow_order() -> None:
     text = CliRunner().invoke(main, ["--help"]).output
     commands = text.split("Commands:\n")[1].split("\n\n")[0]
     listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
-    assert listed[:10] == ["init", "commit", "push", "pull", "status", "log", "show", "diff",
-                           "tag", "get"]
+    assert listed[:12] == ["init", "commit", "run", "repro", "push", "pull", "status", "log",
+                           "show", "diff", "tag", "get"]
     assert set(listed) == set(main.commands)
 
 

@@ -307,6 +307,13 @@ def storage(tmp_path: Path) -> Scene:
     return Scene(proj, {str(base): "/tmp/gcdemo"})
 
 
+def reproduce(tmp_path: Path) -> Scene:
+    """README's "Run and reproduce" and docs/reproduce.md: the quickstart's project, set up."""
+    base = tmp_path / "repro"
+    make_project(base / "proj", base / "storage")
+    return Scene(base / "proj", {str(base): "/tmp/repro"})
+
+
 def _variant(name: str) -> Callable[[Path, Path], Scene]:
     return lambda project, tmp_path: _history_scene(project, tmp_path, name)
 
@@ -329,6 +336,16 @@ SESSIONS: dict[str, tuple[Callable[..., Scene], bool, list[str]]] = {
     "tag": (_variant("untagged"), True, ["docs/history.md: mlsnap tag model 1.1.0"]),
     "folder": (_variant("folder"), True, ["docs/history.md: mlsnap diff --name tokenizer"]),
     "get": (_variant("get"), True, ["docs/history.md: git clone -q demo prod && cd prod"]),
+    "readme-reproduce": (reproduce, False, [
+        ("README.md: mlsnap run -o model.pkl --data data/train.csv --params params.yaml "
+        "--metrics metrics.json -M baseline -- python train.py")]),
+    "reproduce": (reproduce, False, [
+        ("docs/reproduce.md: mlsnap run -o model.pkl --data data/train.csv --params params.yaml "
+        "--metrics metrics.json -M baseline -- python train.py"),
+        ("docs/reproduce.md: printf 'import random\\nnoise = random.random() * 1e-6\\nopen("
+        "\"model.pkl\", \"a\").write(repr(noise))\\njson.dump({\"accuracy\": 1 - 1 / (1 + "
+        "weight) + noise}, open(\"metrics.json\", \"w\"))\\n' >> train.py && git commit -qam "
+        "\"unseeded noise\"")]),
     "plain-training": (plain_training, False, ["docs/training.md: python examples/train_plain.py"]),
     "storage": (storage, False, [
         "docs/storage.md: mlsnap gc",

@@ -75,7 +75,6 @@ def _short(value: Any) -> str:
 _WHY = {
     "reproduced": "every artifact byte-identical",
     "within-tolerance": "artifacts differ, every metric within tolerance",
-    "differs": "see the rows marked differs",
 }
 
 
@@ -147,6 +146,10 @@ def _print(cert: Any) -> None:
         took += f" (command {cert.command_s:.1f}s)"
     if cert.verdict == "failed":
         say(f"verdict: failed: {cert.reason}{took}")
+    elif cert.verdict == "differs":
+        named = [a.path for a in cert.artifacts if a.result != "identical"]
+        named += [m.key for m in cert.metrics if m.result not in ("equal", "within-tolerance")]
+        say(f"verdict: differs: {', '.join(named)}{took}")
     else:
         say(f"verdict: {cert.verdict} ({_WHY[cert.verdict]}){took}")
 
