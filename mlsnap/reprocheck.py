@@ -70,6 +70,7 @@ class Certificate:
     environment: dict[str, Any] | None = None  # drift of the re-run (``Drift.to_dict``)
     drift_table: str = ""
     env_mode: str = "current"
+    rebuilt: dict[str, Any] | None = None  # --env rebuild: installer, installed, failed, seconds
     rtol: float = 0.0
     atol: float = 0.0
     duration_s: float = 0.0  # all of repro: worktree, restore, command, compare
@@ -94,7 +95,8 @@ class Certificate:
             "artifacts": [a.to_dict() for a in self.artifacts],
             "metrics": [m.to_dict() for m in self.metrics],
             "tolerance": {"rtol": self.rtol, "atol": self.atol},
-            "environment": {"mode": self.env_mode, "drift": self.environment},
+            "environment": {"mode": self.env_mode, "drift": self.environment,
+                            **({"rebuilt": self.rebuilt} if self.rebuilt is not None else {})},
             "duration_s": self.duration_s,
             "command_s": self.command_s,
             "worktree": self.worktree,

@@ -56,10 +56,6 @@ def repro(rev: str | None = None, *, name: str | None = None, rtol: float = 0.0,
         raise BadInput("--rtol/--atol", "tolerances are finite numbers, not negative")
     if env not in ENV_MODES:
         raise BadInput(f"--env {env}", f"choose one of {', '.join(ENV_MODES)}")
-    if env == "rebuild":
-        raise BadInput("--env rebuild", "is not available in this version of mlsnap; "
-                       "re-run in the current environment (--env current), or build one "
-                       "with `mlsnap show REV --requirements > req.txt`")
     root = workspace.find_root(cwd)
     label = rev or "HEAD"
     snap = history.at(root, label, name)
@@ -92,17 +88,18 @@ def repro(rev: str | None = None, *, name: str | None = None, rtol: float = 0.0,
     python = runproc.python_of(list(m.run.cmd), pathsafety.target(root, m.run.cwd, "run.cwd")
                                if m.run.cwd != "." else root)
     with ThreadPoolExecutor(1) as pool:
-        probe = pool.submit(environment.capture, python)
+        probe = pool.submit(environment.capture, python) if env == "current" else None
         with store.open_repo(root) as repo, _worktree(root, m.code.commit, keep) as wt:
-            return _rerun(root, repo, wt, snap, own, probe, make, rtol, atol, keep, remote,
-                          out, err)
+            return _rerun(root, repo, wt, snap, own, probe, python, make, rtol, atol, keep,
+                          remote, out, err)
 
 
 def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, probe: Any,
-           make: Callable[..., Certificate], rtol: float, atol: float, keep: bool, remote: str | None,
-           out: IO[Any], err: IO[Any]) -> Certificate:
-    """Steps 3 to 5 (see the module's docstring), in the worktree ``wt``."""
-    from mlsnap import store
+           python: str | None, make: Callable[..., Certificate], rtol: float, atol: float,
+           keep: bool, remote: str | None, out: IO[Any], err: IO[Any]) -> Certificate:
+    """Steps 3 to 5 (see the module's docstring), in the worktree ``wt``; ``probe`` is the
+    description of the current environment on its way, None for ``--env rebuild``."""
+    from mlsnap import reprobuild, store
 
     m = snap.manifest
     assert m.run is not None
@@ -110,18 +107,28 @@ def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, pr
     _prepare(root, repo, wt, own, m)
     cmd = _command(m.run.cmd, root, wt)
     where = wt if m.run.cwd == "." else pathsafety.target(wt, m.run.cwd, "run.cwd")
-    drift = environment.drift(m.environment, probe.result())
+    child_env: dict[str, str] | None = None
+    rebuilt = None
+    if probe is None:
+        rebuilt = reprobuild.rebuild(m.environment, wt.parent / "env")
+        cmd, child_env = reprobuild.command_in(cmd, python, rebuilt)
+        current = environment.capture(rebuilt.python)
+    else:
+        current = probe.result()
+    drift = environment.drift(m.environment, current)
+    extra: dict[str, Any] = {"rebuilt": rebuilt.to_dict()} if rebuilt is not None else {}
     try:
-        finished = runproc.execute(cmd, where, stdout=out, stderr=err, track_imports=False)
+        finished = runproc.execute(cmd, where, stdout=out, stderr=err, env=child_env,
+                                   track_imports=False)
     except (FileNotFoundError, PermissionError) as exc:
         return make(FAILED, command=m.run.cmd, exit_code=None, reason=(
             f"`{runproc.shown(cmd)}` could not start ({exc.strerror})"),
             environment=drift.to_dict(), drift_table=drift.table(),
-            worktree=str(wt) if keep else None)
+            worktree=str(wt) if keep else None, **extra)
     common: dict[str, Any] = {
         "command": m.run.cmd, "exit_code": finished.returncode,
         "environment": drift.to_dict(), "drift_table": drift.table(),
-        "command_s": finished.duration_s, "worktree": str(wt) if keep else None}
+        "command_s": finished.duration_s, "worktree": str(wt) if keep else None, **extra}
     if finished.returncode != 0:
         return make(FAILED, reason=(
             f"`{runproc.shown(cmd)}` {runproc.how_it_ended(finished.returncode)}"),

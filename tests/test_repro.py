@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mlsnap
-from tests.helpers import git, make_project, tree_digest
+from tests.helpers import git, make_project, tree_digest, venv, wheel
 from tests.helpers import mlsnap as cli
 
 SKLEARN_TRAIN = """\
@@ -248,3 +248,32 @@ def test_torch_cpu_training_with_fixed_seeds_reproduces(tmp_path: Path) -> None:
     cert = json.loads(cli(root, "repro", "--json").stdout)
     assert cert["verdict"] == "reproduced", cert
     assert [m["result"] for m in cert["metrics"]] == ["equal", "equal"]
+
+
+def test_env_rebuild_from_a_local_index_names_what_cannot_be_installed(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    elsewhere = tmp_path / "elsewhere"
+    index.mkdir()
+    elsewhere.mkdir()
+    trained_in = venv(tmp_path / "train-env", wheel(index, "alpha-lib", "1.0"),
+                      wheel(index, "beta-lib", "2.0"), wheel(elsewhere, "gamma-lib", "3.0"))
+    root = make_project(tmp_path / "proj", tmp_path / "remote")
+    (root / "fit.py").write_text("import alpha_lib, beta_lib\n"
+                                 "open('model.bin', 'w').write(repr(alpha_lib.VALUE * 7))\n")
+    git(root, "add", "fit.py")
+    git(root, "commit", "-qm", "fit")
+    cli(root, "run", "-o", "model.bin", "--", str(trained_in), "fit.py")
+    recorded = json.loads(cli(root, "show", "--json").stdout)["environment"]
+    assert {"alpha-lib", "beta-lib", "gamma-lib"} <= set(recorded["packages"])
+    assert {"alpha-lib", "beta-lib"} <= set(recorded["imported"])
+    subprocess.run(["rm", "-rf", str(tmp_path / "train-env")], check=True)  # gone for good
+
+    pip_env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index), "PIP_CONSTRAINT": ""}
+    proc = cli(root, "repro", "--env", "rebuild", env=pip_env)
+    assert "rebuilt environment:" in proc.stdout and "gamma-lib==3.0" in proc.stdout
+    cert = json.loads(cli(root, "repro", "--env", "rebuild", "--json", env=pip_env).stdout)
+    assert cert["verdict"] == "reproduced"
+    rebuilt = cert["environment"]["rebuilt"]
+    assert rebuilt["installed"] >= 2
+    assert [f.split(":")[0] for f in rebuilt["failed"]] == ["gamma-lib==3.0"]
+    assert cert["environment"]["drift"]["missing"] == {"gamma-lib": "3.0"}

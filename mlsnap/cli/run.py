@@ -86,7 +86,8 @@ _WHY = {
 @click.option("--atol", type=float, default=0.0, show_default=True, metavar="X",
               help="Absolute tolerance for numeric metrics.")
 @click.option("--env", "env_mode", type=click.Choice(["current", "rebuild"]), default="current",
-              show_default=True, help="Re-run in the current environment, or a rebuilt one.")
+              show_default=True, help="Re-run in the current environment, or in a fresh "
+              "virtualenv of the recorded packages (pip; its index settings apply).")
 @click.option("--keep", is_flag=True, help="Keep the temporary worktree and print its path.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the certificate as JSON (the command's output goes to stderr).")
@@ -135,6 +136,13 @@ def _print(cert: Any) -> None:
         rows += [(m.key, _short(m.recorded), _short(m.reproduced), m.result)
                  for m in cert.metrics]
         for line in _table(rows):
+            say(f"  {line}")
+    if cert.rebuilt is not None:
+        r = cert.rebuilt
+        say(f"rebuilt environment: {r['installed']} package(s) installed with pip in "
+            f"{r['seconds']:.1f}s" + (f"; could not install {len(r['failed'])}:" if r["failed"]
+                                      else ""))
+        for line in r["failed"]:
             say(f"  {line}")
     if cert.drift_table:
         say(cert.drift_table)
