@@ -189,3 +189,17 @@ def test_killed_during_the_snapshot_the_next_command_puts_it_right(project: Path
     assert snapshot_count(project) == 0
     cli(project, *RUN, "--", sys.executable, "train.py")  # the rerun completes
     assert snapshot_count(project) == 1 and git(project, "status", "--short") == ""
+
+
+def test_run_hashes_an_unchanged_input_once_across_its_checks(project: Path) -> None:
+    """Hashed before CMD (DVC's state DB), checked after it and inside the commit without
+    reading it again: the input's bytes are read twice in all, hash and copy into the cache."""
+    from tests.test_work_done import SIZE, big_file, io_of
+
+    big_file(project / "data" / "big.bin", b"data")
+    (project / "fit.py").write_text("open('model.bin', 'w').write('weights')\n")
+    git(project, "add", "fit.py")
+    git(project, "commit", "-qm", "fit")
+    io = io_of(project, "run", "-o", "model.bin", "--data", "data/big.bin", "--no-push", "--",
+               sys.executable, "fit.py")
+    assert 2 * SIZE <= io["rchar"] < 2.5 * SIZE
