@@ -250,6 +250,7 @@ def test_torch_cpu_training_with_fixed_seeds_reproduces(tmp_path: Path) -> None:
     assert [m["result"] for m in cert["metrics"]] == ["equal", "equal"]
 
 
+@pytest.mark.slow  # four pip runs: CI runs it with -m slow
 def test_env_rebuild_from_a_local_index_names_what_cannot_be_installed(tmp_path: Path) -> None:
     index = tmp_path / "index"
     elsewhere = tmp_path / "elsewhere"
