@@ -14,12 +14,12 @@ README = PACKAGE.parent / "README.md"
 FLOWS = {
     "api", "cli", "snapshot", "sources", "restore", "history", "compare", "diffview",
     "retention", "gcview", "collected", "checkpoint", "adapters", "hooks", "hookscripts", "demo",
-    "runner", "reproduce", "report", "verify",
+    "runner", "reproduce", "reprocheck", "reprobuild", "report", "verify",
 }
 LOW = {
     "gitrepo", "store", "journal", "partials", "writers", "manifest", "safeyaml", "blobs",
     "pathsafety", "redaction", "textsafe", "environment", "params", "workspace", "config",
-    "fsutil", "jsonout", "errors", "interrupts",
+    "fsutil", "jsonout", "errors", "interrupts", "runrecord", "runproc",
 }
 
 
