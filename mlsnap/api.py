@@ -81,13 +81,15 @@ def commit(
 
 
 def pull(name: str | None = None, *, force: bool = False, repo: PathLike | None = None,
-         jobs: int | None = None) -> PullResult:
+         jobs: int | None = None, allow_unsafe_pickle: bool = False,
+         require_signed: bool = False) -> PullResult:
     """Restore what the manifests at HEAD record; drift is measured on this process."""
     from mlsnap import environment, restore
 
     cwd = _cwd(repo)
     env = environment.this_process()
-    return restore.pull(name, force=force, jobs=jobs, cwd=cwd, env=env)
+    return restore.pull(name, force=force, jobs=jobs, cwd=cwd, env=env,
+                        allow_unsafe_pickle=allow_unsafe_pickle, require_signed=require_signed)
 
 
 def push(name: str | None = None, *, repo: PathLike | None = None, jobs: int | None = None) -> int:
@@ -139,7 +141,8 @@ def tag(name: str, version: str, rev: str = "HEAD", *, repo: PathLike | None = N
 
 
 def get(rev: str, *, name: str | None = None, out: PathLike | None = None,
-        repo: PathLike | None = None, jobs: int | None = None) -> GetResult:
+        repo: PathLike | None = None, jobs: int | None = None,
+        allow_unsafe_pickle: bool = False) -> GetResult:
     """Copy the artifacts of the snapshot at ``rev`` into ``out``, verified; HEAD untouched.
 
     A relative ``out`` starts at ``repo`` (default: the current directory).
@@ -148,7 +151,7 @@ def get(rev: str, *, name: str | None = None, out: PathLike | None = None,
 
     cwd = _cwd(repo)
     return history.get(rev, name, os.fspath(out) if out is not None else None, jobs=jobs,
-                       cwd=cwd)
+                       cwd=cwd, allow_unsafe_pickle=allow_unsafe_pickle)
 
 
 def gc(*, name: str | None = None, keep_last: int | None = None,

@@ -32,6 +32,7 @@ from mlsnap.manifest import (
     from_dict,
     loads,
 )
+from mlsnap.pickles import scan_from_doc
 from mlsnap.runrecord import from_doc as run_from_doc
 from mlsnap.safeyaml import MAX_MANIFEST_BYTES, load_safely
 
@@ -237,5 +238,6 @@ def _rebuild(m: dict[str, Any], env: dict[str, Any]) -> Manifest:
         params=m["params"], metrics=m["metrics"],
         environment=Environment(**env), schema=m["mlsnap"],
         run=run_from_doc(m.get("run"), lambda where, reason: ValueError(f"{where}: {reason}")),
+        pickles=scan_from_doc(m.get("pickles"), "cache"),
     )
 

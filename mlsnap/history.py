@@ -393,18 +393,20 @@ class GetResult:
     directory: Path
     files: tuple[Path, ...]
     fetched: int  # objects downloaded from the remote
+    pickles: tuple[str, ...] = ()  # pickle-based files written, scanned first
+    unsafe: tuple[Any, ...] = ()  # written although flagged (--allow-unsafe-pickle): FileVerdict
 
 
 def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
         jobs: int | None = None, remote: str | None = None,
-        cwd: Path | None = None) -> GetResult:
+        cwd: Path | None = None, allow_unsafe_pickle: bool = False) -> GetResult:
     """Copy the artifacts of the snapshot at ``rev`` into ``out``, verified by md5.
 
     The manifest and ``.dvc`` pointers are read from Git objects; bytes come from the DVC cache
     or remote. The workspace, the index and HEAD are not touched. Default ``out``:
     ``<name>-<short commit>`` in the current directory.
     """
-    from mlsnap import store
+    from mlsnap import pickles, store
 
     here = cwd or Path.cwd()
     root = workspace.find_root(here)
@@ -434,12 +436,21 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
             verified |= store.download(repo, [(o.path, o.md5) for o in artifacts if not o.is_dir],
                                        jobs=jobs, remote=remote)
             fetched = len(verified)
+            tracked = [(o.path, o.md5) for o in artifacts]
+            for o in artifacts:
+                if o.is_dir:
+                    store.dir_entries(repo, o.md5, o.path)  # listing hashed before it is read
+            found = pickles.scan_files(pickles.files_of(repo, root, tracked, cached=True))
+            unsafe = pickles.refused(found, pickles.recorded_dangerous([snap.manifest.pickles]))
+            if unsafe and not allow_unsafe_pickle:
+                raise pickles.UnsafePickle(unsafe, "write")
             for o in artifacts:
                 files += store.export(repo, o.path, o.md5, dest.joinpath(*o.path.split("/")))
         except MissingObjects as exc:  # collected by a gc, or never pushed: say which
             raise collected.explain_missing(root, repo, [(snap.name, snap.blob, snap.commit)],
                                             exc.paths, exc.remote) from None
-    return GetResult(snap.name, snap.commit, dest, tuple(files), fetched)
+    return GetResult(snap.name, snap.commit, dest, tuple(files), fetched,
+                     tuple(f.path for f in found), tuple(unsafe))
 
 
 def _check_pointers_at(root: Path, snap: Snapshot, outputs: Sequence[Output]) -> None:

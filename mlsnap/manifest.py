@@ -18,6 +18,7 @@ from mlsnap import pathsafety
 from mlsnap.environment import Environment
 from mlsnap.errors import BadInput, ManifestInvalid
 from mlsnap.jsonout import plain
+from mlsnap.pickles import PickleScan, scan_from_doc
 from mlsnap.runrecord import Run
 from mlsnap.runrecord import from_doc as run_from_doc
 from mlsnap.safeyaml import MAX_DEPTH, safe_load
@@ -100,6 +101,7 @@ class Manifest:
     environment: Environment
     schema: int = SCHEMA
     run: Run | None = None  # optional: the command `mlsnap run` ran (mlsnap.runrecord)
+    pickles: PickleScan | None = None  # optional: the pickle scan at commit (mlsnap.pickles)
 
     @property
     def outputs(self) -> tuple[Output, ...]:
@@ -133,6 +135,7 @@ class Manifest:
             "metrics": self.metrics,
             "environment": self.environment.to_dict(),
             **({"run": self.run.to_dict()} if self.run is not None else {}),
+            **({"pickles": self.pickles.to_dict()} if self.pickles is not None else {}),
         }
 
 
@@ -170,6 +173,8 @@ def dump(manifest: Manifest) -> str:
     doc["artifacts"] = [_FlowDict(o) for o in doc["artifacts"]]
     if doc["code"]["patch"] is not None:
         doc["code"]["patch"] = _FlowDict(doc["code"]["patch"])
+    if "pickles" in doc:
+        doc["pickles"]["files"] = [_FlowDict(f) for f in doc["pickles"]["files"]]
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True, width=1000)
 
@@ -339,4 +344,5 @@ def from_dict(doc: Any, source: str) -> Manifest:
     return Manifest(name=name, created=created, message=message,
                     code=Code(commit, branch, dirty, patch), data_hash=data_hash, inputs=inputs,
                     artifacts=artifacts, params=params, metrics=metrics, environment=env,
-                    schema=schema, run=run)
+                    schema=schema, run=run,
+                    pickles=scan_from_doc(doc.get("pickles"), source))

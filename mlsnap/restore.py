@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlsnap import collected, environment, journal, pathsafety, store, workspace
+from mlsnap import collected, environment, journal, pathsafety, pickles, store, workspace
 from mlsnap.environment import Drift, Environment
 from mlsnap.errors import (
     HashMismatch,
@@ -24,11 +24,10 @@ from mlsnap.errors import (
 )
 from mlsnap.fsutil import fault_point
 from mlsnap.manifest import Manifest
+from mlsnap.pickles import FileVerdict
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
-
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib")
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,9 @@ class PullResult:
     unchanged: list[str]
     fetched: int
     drift: dict[str, Drift]
-    pickles: list[str] = field(default_factory=list)
+    pickles: list[str] = field(default_factory=list)  # pickle-based files restored, scanned
+    # restored although the scan flags them (--allow-unsafe-pickle): path and imports
+    unsafe: list[FileVerdict] = field(default_factory=list)
 
     @property
     def drifted(self) -> bool:
@@ -166,7 +167,8 @@ def _no_links(root: Path, folders: list[str], force: bool) -> None:
 
 def pull(name: str | None = None, *, force: bool = False, python: str | None = None,
          jobs: int | None = None, remote: str | None = None, cwd: Path | None = None,
-         env: Environment | None = None) -> PullResult:
+         env: Environment | None = None, allow_unsafe_pickle: bool = False,
+         require_signed: bool = False) -> PullResult:
     """Make the workspace match the manifests at HEAD exactly; see ``mlsnap pull --help``."""
     root = workspace.find_root(cwd)
     workspace.require_ready(root)
@@ -224,6 +226,15 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
                 raise collected.explain_missing(
                     root, repo, collected.at_work_tree(root, [m.name for m in manifests]),
                     missing, remote_name)
+            # Every pickle-based file about to be placed, scanned as verified (never loaded).
+            found = pickles.scan_files(
+                [(tmp, path) for path, (tmp, _) in staged.items()]
+                + pickles.files_of(repo, root, [(p, md5) for p, md5 in todo if p not in staged],
+                                   cached=True))
+            unsafe = pickles.refused(found, pickles.recorded_dangerous(
+                m.pickles for m in manifests))
+            if unsafe and not allow_unsafe_pickle:
+                raise pickles.UnsafePickle(unsafe, "restore")
             fault_point("pull-before-checkout")
             for path, (tmp, md5) in staged.items():
                 _move_in(repo, root, path, tmp, md5)
@@ -240,8 +251,8 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
     current_env = env if env is not None else environment.capture(python)
     drift = {m.name: environment.drift(m.environment, current_env) for m in manifests}
     restored = [p for p, _ in todo]
-    pickles = [p for p in restored if p.lower().endswith(PICKLE_SUFFIXES)]
-    return PullResult(manifests, restored, unchanged, fetched, drift, pickles)
+    return PullResult(manifests, restored, unchanged, fetched, drift,
+                      [f.path for f in found], unsafe)
 
 
 def status(name: str | None = None, *, python: str | None = None, remote: str | None = None,

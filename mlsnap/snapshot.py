@@ -309,6 +309,9 @@ def commit(
             for path, before in (expect_inputs or {}).items():
                 if path in tracked and tracked[path].md5 != before:
                     raise InputChanged(path, before, tracked[path].md5)
+            from mlsnap import pickles  # never loads them: reads their opcodes
+
+            scan = pickles.scan_snapshot(repo, root, [(p, tracked[p].md5) for p in recorded])
             branch = gitrepo.branch(root)
             manifest = Manifest(
                 name=name,
@@ -325,6 +328,7 @@ def commit(
                 metrics=metric_tree,
                 environment=recorded_env,
                 run=run,
+                pickles=scan,
             )
             told = Told(chosen.remembered, chosen.dropped, tuple(newly_committed),
                         tuple(files.secret),

@@ -55,6 +55,22 @@ JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, me
                     help="Parallel transfers (DVC's default when omitted).")
 
 
+ALLOW_UNSAFE_PICKLE = click.option(
+    "--allow-unsafe-pickle", is_flag=True,
+    help="Restore pickles even when the scan finds imports that run code (never load them).")
+REQUIRE_SIGNED = click.option(
+    "--require-signed", is_flag=True,
+    help="Refuse (exit 3) unless the snapshot's commit or tag has a good, trusted signature.")
+
+
+def pickle_note(paths: list[str]) -> str:
+    """The one line ``pull`` and ``get`` print about the clean pickles they placed."""
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return (f"note: pickles scanned, no import known to run code: {shown}; a scan finds "
+            "known dangers, it does not prove a pickle safe: load pickles only from people "
+            "you trust (safetensors avoids the risk)")
+
+
 def say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     """Human output: recorded text (messages, names, params, paths) may hold control
     characters; they are shown escaped, never sent raw to the terminal (``textsafe``)."""
@@ -161,6 +177,10 @@ def report_commit(result: Any) -> None:
                + (", dirty code recorded as a patch" if m.code.dirty else ""))
     for path in result.moved_from_git:
         say(f"  {path} was tracked by Git; it is tracked by DVC now (file kept)")
+    for found in m.pickles.dangerous if m.pickles else ():
+        say(f"warning: {found.path}: a pickle that imports {', '.join(found.imports)}: loading "
+            "it runs that code; `mlsnap pull` and `get` refuse to restore it without "
+            "--allow-unsafe-pickle (recorded in the manifest)", err=True)
     if told is not None:
         if told.remembered:
             say(f"  reused from the last snapshot: {', '.join(told.remembered)} "
@@ -207,14 +227,23 @@ def push(name: str | None, remote: str | None, jobs: int | None) -> None:
 @click.option("--strict-env", is_flag=True, help="Exit 3 when the environment drifts.")
 @click.option("--remote", "-r", default=None, metavar="NAME",
               help="Remote name (default: the default remote).")
+@ALLOW_UNSAFE_PICKLE
+@REQUIRE_SIGNED
 @PYTHON
 @JOBS
 def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
-         python: str | None, jobs: int | None) -> None:
-    """After `git checkout`, restore exactly what the manifests at HEAD record, verified."""
+         allow_unsafe_pickle: bool, require_signed: bool, python: str | None,
+         jobs: int | None) -> None:
+    """After `git checkout`, restore exactly what the manifests at HEAD record, verified.
+
+    Pickle-based files are scanned first (never loaded): one that imports code-running
+    functions (os.system, eval, ...) is refused, exit 3, unless --allow-unsafe-pickle.
+    """
     from mlsnap import restore
 
-    result = restore.pull(name, force=force, python=python, jobs=jobs, remote=remote)
+    result = restore.pull(name, force=force, python=python, jobs=jobs, remote=remote,
+                          allow_unsafe_pickle=allow_unsafe_pickle,
+                          require_signed=require_signed)
     for m in result.manifests:
         paths = [p for p, _ in m.tracked]
         restored = [p for p in paths if p in result.restored]
@@ -229,10 +258,12 @@ def pull(name: str | None, force: bool, strict_env: bool, remote: str | None,
         for left in history.leftovers(root, result.manifests):
             say(f"note: {left.path} is a file of snapshot {left.name} at "
                        f"{left.commit[:7]}, and no snapshot at HEAD names it (left in place)")
-    if result.pickles:
-        say("note: a matching hash proves these pickled files are intact, not that they "
-                   "are safe to load; load pickles only from people you trust "
-                   "(safetensors avoids the risk)")
+    for found in result.unsafe:
+        say(f"warning: restored {found.path} although it imports {', '.join(found.imports)} "
+            "(--allow-unsafe-pickle): loading it runs that code", err=True)
+    clean = [p for p in result.pickles if p not in {f.path for f in result.unsafe}]
+    if clean:
+        say(pickle_note(clean))
     for name_, drift in result.drift.items():
         if drift:
             prefix = f"{name_}: " if len(result.drift) > 1 else ""

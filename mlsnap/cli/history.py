@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlsnap.cli.core import NAME, echo_json, say
+from mlsnap.cli.core import ALLOW_UNSAFE_PICKLE, NAME, echo_json, pickle_note, say
 from mlsnap.textsafe import escape
 
 MIN_CELL = 6
@@ -195,20 +195,28 @@ def tag(name: str, version: str, rev: str) -> None:
               help="Remote name (default: the default remote).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None, metavar="N",
               help="Parallel transfers (DVC's default when omitted).")
+@ALLOW_UNSAFE_PICKLE
 def get(rev: str, name: str | None, out: str | None, remote: str | None,
-        jobs: int | None) -> None:
+        jobs: int | None, allow_unsafe_pickle: bool) -> None:
     """Copy the artifacts of the snapshot at REV (commit, tag, NAME@vX.Y.Z) into a folder.
 
     Verified against the manifest; the workspace, the index and HEAD are left untouched.
     """
     from mlsnap import history
 
-    result = history.get(rev, name, out, jobs=jobs, remote=remote)
+    result = history.get(rev, name, out, jobs=jobs, remote=remote,
+                         allow_unsafe_pickle=allow_unsafe_pickle)
     say(f"{result.name} at {result.commit[:7]}: {len(result.files)} file(s) written to "
                f"{result.directory}, all verified"
                + (f" ({result.fetched} object(s) downloaded)" if result.fetched else ""))
     for path in result.files:
         say(f"  {path}")
+    for found in result.unsafe:
+        say(f"warning: wrote {found.path} although it imports {', '.join(found.imports)} "
+            "(--allow-unsafe-pickle): loading it runs that code", err=True)
+    clean = [p for p in result.pickles if p not in {f.path for f in result.unsafe}]
+    if clean:
+        say(pickle_note(clean))
 
 
 COMMANDS = [log, show, diff, tag, get]

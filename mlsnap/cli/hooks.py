@@ -139,8 +139,8 @@ def pull(prev: str | None, new: str | None, flag: str | None) -> None:
     names = ", ".join(f".mlsnap/{m.name}.yaml" for m in result.manifests)
     say(f"mlsnap: the workspace matches {names} (verified)")
     if result.pickles:
-        say("mlsnap: restored pickles are intact, which does not make them safe to load; "
-                   "load pickles only from people you trust")
+        say("mlsnap: restored pickles scanned, no import known to run code (which does not "
+            "prove them safe); load pickles only from people you trust")
     for name, drift in result.drift.items():
         if drift and not framework:
             summary = drift.table().splitlines()[0]
