@@ -54,6 +54,7 @@ def commit(
     push: bool = True,
     forget: bool = False,
     repo: PathLike | None = None,
+    sign: bool = False,
 ) -> CommitResult:
     """Snapshot ``paths`` and ``data``; ``params``/``metrics`` are plain (nested) dicts.
 
@@ -77,6 +78,7 @@ def commit(
         param_files=params_files, metric_files=metrics_files, name=name, message=message,
         tag=tag, allow_dirty=allow_dirty, push=push, env=env, cwd=cwd,
         extra_params=dict(params or {}), extra_metrics=dict(metrics or {}), forget=forget,
+        sign=sign,
     )
 
 
@@ -133,11 +135,13 @@ def diff(rev_a: str | None = None, rev_b: str | None = None, *, name: str | None
     return compare.diff(rev_a, rev_b, name, cwd=_cwd(repo))
 
 
-def tag(name: str, version: str, rev: str = "HEAD", *, repo: PathLike | None = None) -> TagResult:
-    """Tag the snapshot ``name`` at ``rev`` as ``name@vVERSION`` (annotated, strict SemVer)."""
+def tag(name: str, version: str, rev: str = "HEAD", *, repo: PathLike | None = None,
+        sign: bool = False) -> TagResult:
+    """Tag the snapshot ``name`` at ``rev`` as ``name@vVERSION`` (annotated, strict SemVer;
+    ``sign=True``: signed by Git's configured key)."""
     from mlsnap import history
 
-    return history.tag(name, version, rev, cwd=_cwd(repo))
+    return history.tag(name, version, rev, cwd=_cwd(repo), sign=sign)
 
 
 def get(rev: str, *, name: str | None = None, out: PathLike | None = None,

@@ -366,11 +366,16 @@ class TagResult:
     commit: str
 
 
-def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None) -> TagResult:
+def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None,
+        sign: bool = False) -> TagResult:
     """Create the annotated tag ``name@vVERSION`` on ``rev``, which must hold a manifest of name."""
     root = workspace.find_root(cwd)
     workspace.check_name(name)
     gitrepo.require_identity(root)  # an annotated tag names its tagger
+    if sign:
+        from mlsnap import signing
+
+        signing.require_signing(root)
     bare = check_version(version, f"VERSION {version!r}")
     ref = f"{name}@v{bare}"
     snap = at(root, rev, name)
@@ -379,7 +384,7 @@ def tag(name: str, version: str, rev: str = "HEAD", cwd: Path | None = None) -> 
         raise BadInput(ref, f"already exists (on {where[:7]}); tags are never moved, "
                             "choose a new version")
     message = f"{name} {bare}: {snap.manifest.message}".strip().rstrip(":")
-    gitrepo.create_tag(root, ref, snap.commit, message)
+    gitrepo.create_tag(root, ref, snap.commit, message, sign=sign)
     return TagResult(ref, snap.commit)
 
 

@@ -174,6 +174,12 @@ def pull(name: str | None = None, *, force: bool = False, python: str | None = N
     workspace.require_ready(root)
     manifests = workspace.load_all(root, name)
     workspace.check_pointers(root, manifests)
+    if require_signed:  # before anything is fetched or written
+        from mlsnap import signing
+
+        problems = signing.work_tree_problems(root, manifests)
+        if problems:
+            raise signing.NotSigned(problems)
     tracked = list(dict.fromkeys(pair for m in manifests for pair in m.tracked))
     paths = [p for p, _ in tracked]
     intent = journal.Intent("pull", argv=journal.command_line("pull"))

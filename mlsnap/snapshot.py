@@ -209,6 +209,7 @@ def commit(
     forget: bool = False,
     run: Run | None = None,
     expect_inputs: Mapping[str, str] | None = None,
+    sign: bool = False,
 ) -> CommitResult:
     """Take one snapshot; see ``mlsnap commit --help``.
 
@@ -223,6 +224,10 @@ def commit(
     head = gitrepo.head(root)
     workspace.require_ready(root)
     gitrepo.require_identity(root)
+    if sign:
+        from mlsnap import signing
+
+        signing.require_signing(root)
     cfg = configmod.load(root)
     name_defaulted = name is None
     name = workspace.check_name(name or cfg.default_name)
@@ -340,7 +345,8 @@ def commit(
                 # past the Git commit lands here too); the tag and the push still happen.
                 sha = gitrepo.last_commit_of(root, manifest_path(name)) or head
                 if tag_ref:
-                    gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
+                    gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip(),
+                                       sign=sign)
                 pushed = _push_snapshot(repo, prev, jobs, sha) if push else None
                 return CommitResult(prev, sha, tag_ref, pushed, branch is None, (),
                                     unchanged=True, told=told)
@@ -356,9 +362,10 @@ def commit(
                 configmod.save(root, cfg)
 
             subject = f"mlsnap: {name}: {message or 'snapshot'}".splitlines()[0]
-            sha = _git_commit(root, subject, [*to_stage, *files.commit], moved)
+            sha = _git_commit(root, subject, [*to_stage, *files.commit], moved, sign)
             if tag_ref:
-                gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip())
+                gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip(),
+                                   sign=sign)
 
             pushed = _push_snapshot(repo, manifest, jobs, sha) if push else None
     return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved), told=told)
@@ -403,12 +410,13 @@ def _values(root: Path, files: Sequence[str], assignments: Sequence[str], option
     return redacted
 
 
-def _git_commit(root: Path, subject: str, files: Sequence[str], moved: Sequence[str]) -> str:
+def _git_commit(root: Path, subject: str, files: Sequence[str], moved: Sequence[str],
+                sign: bool = False) -> str:
     """The snapshot's one Git commit: ``files`` added, ``moved`` (now DVC's) removed."""
     to_stage = [f for f in dict.fromkeys(files) if (root / f).exists()]
     fault_point("before-git-commit")
     if moved or gitrepo.changed_since_head(root, to_stage):
-        sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved)
+        sha = gitrepo.commit_paths(root, subject, to_stage, remove=moved, sign=sign)
     else:  # HEAD already holds this exact snapshot (a rerun after a kill after commit)
         sha = gitrepo.head(root)
         gitrepo.sync_index(root, to_stage)  # the kill may have beaten the index update

@@ -137,12 +137,15 @@ def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -
 @click.option("--no-push", is_flag=True, help="Keep the bytes local; `mlsnap push` later.")
 @click.option("--forget", is_flag=True,
               help="Reuse nothing from the previous snapshot: record only what is named here.")
+@click.option("--sign", is_flag=True,
+              help="Sign the snapshot commit (and --tag) with Git's key (gpg.format, "
+                   "user.signingkey; SSH keys work).")
 @PYTHON
 @JOBS
 def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[str, ...],
            param_files: tuple[str, ...], metric_values: tuple[str, ...],
            metric_files: tuple[str, ...], name: str | None, message: str, tag: str | None,
-           allow_dirty: bool, no_push: bool, forget: bool, python: str | None,
+           allow_dirty: bool, no_push: bool, forget: bool, sign: bool, python: str | None,
            jobs: int | None) -> None:
     """Snapshot PATHS (models, checkpoints) and --data with DVC, in one Git commit.
 
@@ -159,11 +162,12 @@ def commit(paths: tuple[str, ...], data: tuple[str, ...], param_values: tuple[st
         param_files=param_files or None, metric_values=metric_values,
         metric_files=metric_files or None, name=name, message=message, tag=tag,
         allow_dirty=allow_dirty, push=not no_push, python=python, jobs=jobs, forget=forget,
+        sign=sign,
     )
-    report_commit(result)
+    report_commit(result, signed=sign)
 
 
-def report_commit(result: Any) -> None:
+def report_commit(result: Any, signed: bool = False) -> None:
     """What ``commit`` (and ``run``, after its command) prints about the snapshot taken."""
     m = result.manifest
     told = result.told
@@ -171,7 +175,8 @@ def report_commit(result: Any) -> None:
         say(f"nothing changed since snapshot {result.commit[:7]} ({m.name}); "
                    "no commit made")
     else:
-        say(f"snapshot {m.name}: {result.commit[:7]} {m.message or '(no message)'}")
+        say(f"snapshot {m.name}: {result.commit[:7]} {m.message or '(no message)'}"
+            + (" (signed)" if signed else ""))
     say(f"  {len(m.artifacts)} artifact(s), {len(m.inputs)} input(s), "
                f"{len(m.params)} param(s), {len(m.metrics)} metric(s)"
                + (", dirty code recorded as a patch" if m.code.dirty else ""))

@@ -178,12 +178,14 @@ def diff(rev_a: str | None, rev_b: str | None, name: str | None, as_json: bool) 
 @click.argument("name")
 @click.argument("version")
 @click.argument("rev", required=False, default="HEAD")
-def tag(name: str, version: str, rev: str) -> None:
+@click.option("--sign", is_flag=True,
+              help="A signed tag (git tag -s), with Git's key (gpg.format, user.signingkey).")
+def tag(name: str, version: str, rev: str, sign: bool) -> None:
     """Tag the snapshot NAME at REV (default HEAD) as NAME@vVERSION (annotated, strict SemVer)."""
     from mlsnap import history
 
-    result = history.tag(name, version, rev)
-    say(f"tagged {result.tag} on {result.commit[:7]}")
+    result = history.tag(name, version, rev, sign=sign)
+    say(f"tagged {result.tag} on {result.commit[:7]}" + (" (signed)" if sign else ""))
 
 
 @click.command()

@@ -181,7 +181,7 @@ def changed_paths(root: Path, paths: Sequence[str]) -> list[str]:
 
 
 def commit_paths(root: Path, message: str, add: Sequence[str],
-                 remove: Sequence[str] = ()) -> str:
+                 remove: Sequence[str] = (), sign: bool = False) -> str:
     """Commit exactly: HEAD + ``add`` (work tree content) - ``remove``; return the new SHA.
 
     The commit is built in a private index, so whatever else the user staged stays staged and
@@ -201,7 +201,8 @@ def commit_paths(root: Path, message: str, add: Sequence[str],
             run(root, ["rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", *remove],
                 index=index)
         fault_point("after-git-add")
-        run(root, ["commit", "--quiet", "--no-verify", "-m", message], index=index)
+        run(root, ["commit", "--quiet", "--no-verify", *(["-S"] if sign else []), "-m", message],
+            index=index)
     finally:
         index.unlink(missing_ok=True)
     fault_point("before-index-sync")
@@ -238,8 +239,8 @@ def tag_exists(root: Path, tag: str) -> bool:
     return run(root, ["rev-parse", "-q", "--verify", f"refs/tags/{tag}"], check=False).returncode == 0
 
 
-def create_tag(root: Path, tag: str, rev: str, message: str) -> None:
-    run(root, ["tag", "-a", "-m", message, "--", tag, check_rev(rev)])
+def create_tag(root: Path, tag: str, rev: str, message: str, sign: bool = False) -> None:
+    run(root, ["tag", "-s" if sign else "-a", "-m", message, "--", tag, check_rev(rev)])
 
 
 def changed_since_head(root: Path, paths: Sequence[str]) -> bool:
