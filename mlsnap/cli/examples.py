@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # Set up, record, share, restore, inspect history, then the helpers.
 ORDER = ("init", "commit", "run", "repro", "push", "pull", "status", "log", "show", "diff", "tag",
-         "get", "gc", "env", "remote", "hooks", "hook", "demo")
+         "get", "verify", "gc", "env", "remote", "hooks", "hook", "demo")
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "mlsnap": (
@@ -63,10 +63,16 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "tag": (
         "mlsnap tag model 1.0.0",
+        "mlsnap tag model 1.0.1 --sign",
         "mlsnap tag model 1.1.0 HEAD~2",
     ),
     "get": (
         "mlsnap get model@v1.0.0 -o deploy/",
+    ),
+    "verify": (
+        "mlsnap verify                     # the work tree's snapshots, against the cache",
+        "mlsnap verify model@v1.0.0 --remote --require-signed",
+        "mlsnap verify HEAD~3 --deep --json",
     ),
     "gc": (
         "mlsnap gc                         # no policy: the space each snapshot takes",

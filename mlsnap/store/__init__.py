@@ -59,6 +59,8 @@ from mlsnap.store.objects import (
     object_state,
     quarantine,
     record_hash,
+    remote_read,
+    state_proves,
     verified_copy,
 )
 from mlsnap.store.remote import (
@@ -112,9 +114,11 @@ __all__ = [
     "remote_missing",
     "remote_objects",
     "remote_present",
+    "remote_read",
     "remote_reason",
     "send_missing",
     "set_remote_option",
+    "state_proves",
     "unchanged_files",
     "unit_objects",
     "verified_copy",

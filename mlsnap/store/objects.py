@@ -264,3 +264,36 @@ def _copy_verified(src: Path, dest: Path, md5: str, label: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# --------------------------------------------------------------------------- verify: objects
+# `mlsnap verify` (mlsnap/verify.py, mlsnap/storecheck.py) decides; these read what DVC knows.
+
+
+def state_proves(repo: Repo, md5: str) -> bool:
+    """Whether DVC's state DB proves the cache object ``md5`` unchanged since it was hashed to
+    ``md5`` (its inode, mtime and size as recorded then): nothing is read."""
+    try:
+        found = repo.state.get(os.fspath(cache_file(repo, md5)), repo.fs)
+    except Exception:  # noqa: BLE001 - no state DB, or an unreadable one: not proven
+        return False
+    return found is not None and found[1] is not None and found[1].value == md5
+
+
+def remote_read(odb: Any, oid: str, hashers: dict[str, Any],
+                keep: bool = False) -> tuple[dict[str, str] | None, bytes | None]:
+    """Each of ``hashers`` (name -> hashlib-style factory) over the remote's copy of ``oid``,
+    streamed, never kept in the cache; None when the remote lacks it. ``keep``: its bytes too
+    (a folder's listing)."""
+    digests = {name: make() for name, make in hashers.items()}
+    kept: list[bytes] = []
+    try:
+        with odb.fs.open(odb.oid_to_path(oid), "rb") as src:
+            while chunk := src.read(8 * CHUNK):
+                for digest in digests.values():
+                    digest.update(chunk)
+                if keep:
+                    kept.append(chunk)
+    except FileNotFoundError:
+        return None, None
+    return {n: d.hexdigest() for n, d in digests.items()}, b"".join(kept) if keep else None
