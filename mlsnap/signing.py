@@ -220,3 +220,12 @@ def work_tree_problems(root: Path, manifests: Sequence[Any]) -> list[str]:
         if problem:
             problems.append(f"snapshot {m.name}: {problem}")
     return problems
+
+
+def of_snapshot(root: Path, rev: str | None, manifest: Any) -> Vouch | None:
+    """Who vouches for ``manifest`` as read at ``rev`` (HEAD's record for the work tree's)."""
+    sha = gitrepo.resolve(root, rev or "HEAD")
+    if sha is None:
+        return None
+    tag = rev if rev and gitrepo.tag_exists(root, rev) else None
+    return vouch(root, sha, snapshot_files(manifest), tag)

@@ -39,8 +39,12 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
     if note:
         say(note, err=True)
     if as_json:
+        from mlsnap import signing
+
+        sigs = signing.of_commits(root, [e.commit for e in entries])
         # One object per line: still one valid JSON array, and greppable.
-        lines = [_json_line(e.to_dict()) for e in entries]
+        lines = [_json_line({**e.to_dict(), "signature": sigs[e.commit].to_dict()
+                             if e.commit in sigs else None}) for e in entries]
         click.echo("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
         return
     if not entries:
@@ -148,10 +152,19 @@ def show(rev: str | None, name: str | None, as_json: bool, requirements: bool) -
         from mlsnap.environment import requirements as reqs
 
         say(reqs(manifest.environment), nl=False)
-    elif as_json:
-        echo_json(manifest.to_dict())
+        return
+    from mlsnap import signing, workspace
+
+    vouch = signing.of_snapshot(workspace.find_root(), rev, manifest)
+    if as_json:
+        echo_json({**manifest.to_dict(), "signature": vouch.to_dict() if vouch else None})
     else:
         say(dump(manifest), nl=False)
+        signed = vouch is not None and any(
+            s.state != "unsigned" for s in (vouch.commit, *vouch.tags) if s is not None)
+        if vouch is not None and signed:  # a YAML comment: the output stays a manifest
+            good = vouch.good
+            say("# signature: " + (good.describe() if good else str(vouch.problem())))
 
 
 @click.command()
