@@ -354,6 +354,9 @@ SESSIONS: dict[str, tuple[Callable[..., Scene], bool, list[str]]] = {
 }
 
 NOT_RUN = {
+    "README.md: mlsnap commit model.pkl helper.pkl --sign -M baseline": "a throwaway SSH "
+    "signing key and allowed-signers file; tests/test_signing.py, tests/test_pickles.py and "
+    "tests/test_verify.py run each step",
     "README.md: mlsnap init --remote s3://models/churn --local endpointurl=http://127.0.0.1:8333 \\\n"
     "      --local access_key_id=teamkey --local secret_access_key=...":
         "needs S3, SSH and WebDAV servers; tests/test_remotes.py runs these set-ups",

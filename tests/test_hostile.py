@@ -239,17 +239,19 @@ class _Boom:
         return (os.system, (f"touch {self.sentinel}",))
 
 
-def test_pickles_are_never_loaded_and_pull_warns_once(project: Path, tmp_path: Path) -> None:
+def test_pickles_are_never_loaded_and_pull_refuses_dangerous_ones(project: Path,
+                                                                  tmp_path: Path) -> None:
     sentinel = tmp_path / "SENTINEL"
     (project / "model.pkl").write_bytes(pickle.dumps(_Boom(str(sentinel))))
     (project / "model.pt").write_bytes(pickle.dumps(_Boom(str(sentinel))))
     mlsnap(project, "commit", "model.pkl", "model.pt")
     for rel in ("model.pkl", "model.pt"):
         (project / rel).unlink()
-    out = mlsnap(project, "pull").stdout
-    assert out.count("proves these pickled files are intact, not that they are safe") == 1
-    assert "safetensors" in out
-    for args in (["status"], ["show"], ["log"], ["diff"]):
+    err = mlsnap(project, "pull", check=3).stderr
+    assert "model.pkl imports os.system; model.pt imports os.system" in err
+    out = mlsnap(project, "pull", "--allow-unsafe-pickle").stdout
+    assert "no import known to run code" not in out  # neither is called clean
+    for args in (["status"], ["show"], ["log"], ["diff"], ["verify"]):
         mlsnap(project, *args, check=None)
     assert not sentinel.exists()
 

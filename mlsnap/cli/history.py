@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlsnap.cli.core import ALLOW_UNSAFE_PICKLE, NAME, echo_json, pickle_note, say
+from mlsnap.cli.core import ALLOW_UNSAFE_PICKLE, NAME, echo_json, say
 from mlsnap.textsafe import escape
 
 MIN_CELL = 6
@@ -229,9 +229,7 @@ def get(rev: str, name: str | None, out: str | None, remote: str | None,
     for found in result.unsafe:
         say(f"warning: wrote {found.path} although it imports {', '.join(found.imports)} "
             "(--allow-unsafe-pickle): loading it runs that code", err=True)
-    clean = [p for p in result.pickles if p not in {f.path for f in result.unsafe}]
-    if clean:
-        say(pickle_note(clean))
+
 
 
 COMMANDS = [log, show, diff, tag, get]
