@@ -86,7 +86,8 @@ def test_manifest_keys_follow_the_schema_order(project: Path) -> None:
     mlsnap(project, "commit", "model.pkl", "--data", "data", "-p", "lr=0.1")
     doc = yaml.safe_load((project / ".mlsnap" / "model.yaml").read_text())
     assert list(doc) == ["mlsnap", "name", "created", "message", "code", "data", "artifacts",
-                         "params", "metrics", "environment"]
+                         "params", "metrics", "environment",
+                         "pickles"]  # optional keys last: model.pkl is scanned as a pickle
     assert list(doc["code"]) == ["commit", "branch", "dirty", "patch"]
     assert list(doc["environment"]) == ["python", "implementation", "os", "machine", "packages",
                                         "accelerators", "top_level", "tooling"]
