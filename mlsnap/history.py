@@ -442,9 +442,6 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
                                        jobs=jobs, remote=remote)
             fetched = len(verified)
             tracked = [(o.path, o.md5) for o in artifacts]
-            for o in artifacts:
-                if o.is_dir:
-                    store.dir_entries(repo, o.md5, o.path)  # listing hashed before it is read
             found = pickles.scan_files(pickles.files_of(repo, root, tracked, cached=True))
             unsafe = pickles.refused(found, pickles.recorded_dangerous([snap.manifest.pickles]))
             if unsafe and not allow_unsafe_pickle:

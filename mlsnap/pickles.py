@@ -182,21 +182,22 @@ def refused(found: Iterable[FileVerdict], recorded: dict[str, FileVerdict]) -> l
 def files_of(repo: Any, root: Path, tracked: Sequence[tuple[str, str]], *,
              cached: bool) -> list[tuple[Path, str]]:
     """(bytes on disk, recorded path) of every pickle-based file of ``tracked`` ((path, md5)
-    pairs), a folder's files included (named by its listing): the workspace copies (at
-    commit) or the cache objects (before a restore, after their hashes were checked)."""
+    pairs), a folder's files included (named by its listing, hashed before it is read): the
+    workspace copies (at commit) or the cache objects (before a restore; one the cache lacks
+    is left to the restore's own check, which names it missing)."""
     from mlsnap import store
 
     found: list[tuple[Path, str]] = []
     for path, md5 in tracked:
         if not md5.endswith(".dir"):
-            if is_pickle_based(path):
+            if is_pickle_based(path) and (not cached or store.in_cache(repo, md5)):
                 found.append((store.cache_file(repo, md5) if cached else root / path, path))
             continue
         if not store.in_cache(repo, md5):
             continue
         for entry in store.dir_entries(repo, md5, path):
             label = f"{path}/{entry['relpath']}"
-            if is_pickle_based(label):
+            if is_pickle_based(label) and (not cached or store.in_cache(repo, entry["md5"])):
                 found.append((store.cache_file(repo, entry["md5"]) if cached else root / label,
                               label))
     return found

@@ -181,7 +181,8 @@ def test_log_filters_by_name_and_limits(repo: Repo) -> None:
 def test_log_json_schema_and_tags(repo: Repo) -> None:
     entries = _json(mlsnap(repo.root, "log", "--json"))
     keys = {"commit", "short", "date", "name", "tags", "message", "error", "created",
-            "code_commit", "params", "metrics", "artifacts", "data_hash", "collected"}
+            "code_commit", "params", "metrics", "artifacts", "data_hash", "collected",
+            "signature"}
     assert all(set(e) == keys for e in entries)
     by_commit = {e["commit"]: e for e in entries}
     s1, s4 = by_commit[repo.sha["s1"]], by_commit[repo.sha["s4"]]
@@ -266,11 +267,12 @@ def test_log_runs_one_git_log_and_one_cat_file_whatever_the_history(repo: Repo,
 
     mlsnap(repo.root, "log", "--all", "--json", env={"GIT_TRACE": str(trace)})
     cold = git_commands()
-    assert cold.count("log") == 1 and cold.count("cat-file") == 1, cold
-    assert len(cold) <= 4, cold  # plus rev-parse (the root) and for-each-ref (tags)
+    # The walk, and (--json) one batched `git log --no-walk --stdin` for the signatures.
+    assert cold.count("log") == 2 and cold.count("cat-file") == 1, cold
+    assert len(cold) <= 5, cold  # plus rev-parse (the root) and for-each-ref (tags)
     mlsnap(repo.root, "log", "--all", "--json", env={"GIT_TRACE": str(trace)})
     warm = git_commands()
-    assert warm.count("log") == 1 and "cat-file" not in warm, warm  # parsed blobs are cached
+    assert warm.count("log") == 2 and "cat-file" not in warm, warm  # parsed blobs are cached
     assert cache.is_file()
 
 
