@@ -110,13 +110,14 @@ def scan_file(file: Path, path: str) -> FileVerdict:
     """
     scanner = _picklescan()
     ext = os.path.splitext(path)[1].lower()
-    try:
-        with open(file, "rb") as stream:
+    with open(file, "rb") as stream:  # a file that cannot be opened is the caller's error
+        if os.fstat(stream.fileno()).st_size == 0:
+            return FileVerdict(path, CLEAN)  # nothing to unpickle
+        try:
             result = scanner.scan_bytes(stream, path, ext)
-    except OSError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a crafted file may break the scanner itself
-        return FileVerdict(path, DANGEROUS, (f"unreadable by the scanner ({type(exc).__name__})",))
+        except Exception as exc:  # noqa: BLE001 - a crafted file may break the scanner itself
+            return FileVerdict(path, DANGEROUS,
+                               (f"unreadable by the scanner ({type(exc).__name__})",))
     bad = sorted({_spell(g.module, g.name) for g in result.globals
                   if g.safety == scanner.SafetyLevel.Dangerous})
     return FileVerdict(path, DANGEROUS if bad else CLEAN, tuple(bad))
