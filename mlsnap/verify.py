@@ -14,7 +14,8 @@ from typing import Any
 
 from mlsnap import gitrepo, pathsafety, signing, store, storecheck, workspace
 from mlsnap.errors import BadInput, ManifestInvalid, MlsnapError, NoSnapshot
-from mlsnap.manifest import Manifest, manifest_path, safe_load
+from mlsnap.manifest import Manifest, manifest_path
+from mlsnap.safeyaml import safe_load
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ FLOWS = {
 LOW = {
     "gitrepo", "store", "journal", "partials", "writers", "manifest", "safeyaml", "blobs",
     "pathsafety", "redaction", "textsafe", "environment", "params", "workspace", "config",
-    "fsutil", "jsonout", "errors", "interrupts", "runrecord", "runproc",
+    "fsutil", "jsonout", "errors", "interrupts", "runrecord", "runproc", "pickles", "signing",
+    "storecheck",
 }
 
 
