@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
 
@@ -46,6 +46,7 @@ _NAME_RE = re.compile(r"^step-\d{6,}-\d{8}T\d{6}Z(-\d+)?(\.[A-Za-z0-9_-]+)*$")
 _SUFFIX_RE = re.compile(r"^(\.[A-Za-z0-9_-]+)*$")
 
 SaveFn = Callable[[Path], Any]
+RNG_SUFFIX = ".rng.json"  # beside a checkpoint saved with rng=True: every rank's RNG states
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,35 @@ class Checkpoint:
     size: int
     nfiles: int
     path: Path = field(compare=False)
+    rng: bool = field(default=False, compare=False)  # RNG states saved beside it (rng_path)
+
+    @property
+    def rng_path(self) -> Path:
+        return self.path.with_name(self.name + RNG_SUFFIX)
+
+    def files(self) -> list[str]:
+        return [self.name, self.name + RNG_SUFFIX] if self.rng else [self.name]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "step": self.step, "time": self.time,
-                "metrics": dict(self.metrics), "md5": self.md5, "size": self.size,
-                "nfiles": self.nfiles}
+        doc = {"name": self.name, "step": self.step, "time": self.time,
+               "metrics": dict(self.metrics), "md5": self.md5, "size": self.size,
+               "nfiles": self.nfiles}
+        return {**doc, "rng": True} if self.rng else doc
 
 
 @dataclass
 class _Index:
     entries: list[Checkpoint]  # in save order: the last one is the newest
     pending: list[str]  # names that may exist on disk but must not be trusted
+
+
+class _Slot(NamedTuple):
+    """Where one save writes: chosen by the one process that writes the index (rank 0)."""
+
+    name: str
+    tmp: Path
+    listing: _Index
+    stamp: time.struct_time
 
 
 class Checkpointer:
@@ -83,6 +102,10 @@ class Checkpointer:
     ``snapshot=True`` records the folder with ``mlsnap.commit`` when the ``with`` block (or
     ``close()``) ends, and every ``snapshot_every`` checkpoints if given; ``commit()`` does it
     whenever you choose. Saving alone never makes a Git commit.
+
+    Under ``torchrun`` every rank may call it (``mlsnap.distributed``): rank 0 writes replicated
+    state; ``sharded=True`` has every rank write its part (DCP); ``rng=True`` records the RNG
+    states; ``timeout`` (seconds) bounds each wait for the other ranks.
     """
 
     def __init__(
@@ -101,8 +124,14 @@ class Checkpointer:
         message: str = "",
         push: bool = True,
         allow_dirty: bool = False,
+        sharded: bool = False,
+        rng: bool = False,
+        timeout: float = 1800.0,
     ) -> None:
         _check_config(every, keep_last, keep_best, mode, suffix, snapshot_every)
+        from mlsnap import distributed
+
+        distributed.check_config(sharded, timeout)
         self.directory = Path(directory).resolve()
         self.every = every
         self.keep_last = keep_last
@@ -116,9 +145,13 @@ class Checkpointer:
         self.message = message
         self.push = push
         self.allow_dirty = allow_dirty
+        self.sharded = sharded
+        self.rng = rng
+        self.timeout = float(timeout)
         self._saved_since_commit = 0
         self._mark: Path | None = None
-        if snapshot:  # fail now, not after hours of training
+        self._channel: distributed.Channel | None = None
+        if snapshot and distributed.world().leader:  # fail now, not after hours of training
             from mlsnap import workspace
 
             here = next(p for p in self.directory.parents if p.is_dir())
@@ -150,23 +183,41 @@ class Checkpointer:
         return [c for c in self._read().entries if _looks_intact(c)]
 
     def latest(self) -> Checkpoint | None:
-        """The newest intact checkpoint, or None."""
-        found = self.checkpoints()
-        return found[-1] if found else None
+        """The newest intact checkpoint, or None (under torch.distributed: rank 0's, on every rank)."""
+        from mlsnap import distributed
+
+        return distributed.agree(self, "latest()", lambda: _newest(self.checkpoints()))
 
     def best(self) -> Checkpoint | None:
         """The intact checkpoint with the best ``monitor`` value, or None."""
         ranked = self._ranked(self.checkpoints())
         return ranked[0] if ranked else None
 
-    def resume(self, which: str = "latest", *, verify: bool = True) -> Checkpoint | None:
+    def resume(self, which: str = "latest", *, verify: bool = True,
+               restore_rng: bool = True) -> Checkpoint | None:
         """The checkpoint to resume from ("latest" or "best"), its bytes checked against the index.
 
         A checkpoint whose content no longer matches its recorded hash is skipped for the next
-        one; None means no usable checkpoint (start from scratch).
+        one; None means no usable checkpoint (start from scratch). Under torch.distributed rank 0
+        decides and every rank gets its answer; RNG states saved with it are restored.
         """
+        from mlsnap import distributed
+
         if which not in ("latest", "best"):
             raise BadInput(f"resume({which!r})", "choose 'latest' or 'best'")
+        found = distributed.agree(self, "resume()", lambda: self._resume_here(which, verify))
+        if found is not None and found.rng and restore_rng:
+            distributed.restore_rng(self, found)
+        return found
+
+    def load(self, state: Mapping[str, Any], checkpoint: Checkpoint | None = None) -> Checkpoint:
+        """Load a sharded checkpoint (default: ``resume()``'s) into ``state`` in place with
+        ``torch.distributed.checkpoint.load``, resharded to this world size; return it."""
+        from mlsnap import distributed
+
+        return distributed.load(self, state, checkpoint)
+
+    def _resume_here(self, which: str, verify: bool) -> Checkpoint | None:
         found = self.checkpoints()
         order = self._ranked(found) if which == "best" else list(reversed(found))
         for ckpt in order:
@@ -179,41 +230,61 @@ class Checkpointer:
     def due(self, step: int) -> bool:
         return step % self.every == 0
 
-    def save(self, step: int, save_fn: SaveFn, metrics: Mapping[str, Any] | None = None, *,
-             force: bool = False) -> Checkpoint | None:
+    def save(self, step: int, save_fn: SaveFn | Mapping[str, Any],
+             metrics: Mapping[str, Any] | None = None, *, force: bool = False,
+             rng: bool | None = None) -> Checkpoint | None:
         """Call ``save_fn(path)`` when ``step`` is due (or ``force``); return the checkpoint.
 
         Returns None when the step is not due (or when ``keep_last=0`` and it is not among the
         best). The checkpoint is complete on disk and listed in the index when this returns;
         retention has removed what it no longer keeps. Each save first clears what a killed run
         (or a failed save) left behind: temporary names, names the index marks pending.
+        With ``sharded=True``, ``save_fn`` may be a state dict for DCP; ``rng`` overrides the
+        Checkpointer's ``rng``.
         """
         step = _step(step)
         if not force and not self.due(step):
             return None
-        values = _plain_metrics(metrics or {})
+        from mlsnap import distributed
+
+        return distributed.save(self, step, save_fn, metrics or {},
+                                self.rng if rng is None else rng)
+
+    def _values(self, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        values = _plain_metrics(metrics)
         if self.keep_best and not is_number(values.get(self.monitor)):
             raise BadInput(f"save(step={step})", f"metrics lack a number for {self.monitor!r}, "
                            f"which keep_best={self.keep_best} ranks by; pass it in metrics")
+        return values
+
+    def _begin(self, step: int) -> _Slot:
+        """Clear what a killed run left, then choose the new checkpoint's name."""
         self._mark_writer()
         self._recover()
         index = self._read()
         stamp = time.gmtime()
         name = self._free_name(step, stamp, index)
-        tmp = self.directory / f"{TMP_PREFIX}{os.getpid()}-{name}"
-        md5, size, nfiles = self._write(tmp, save_fn)
+        return _Slot(name, self.directory / f"{TMP_PREFIX}{os.getpid()}-{name}", index, stamp)
+
+    def _end(self, slot: _Slot, step: int, values: dict[str, Any],
+             written: tuple[str, int, int], rng_doc: bytes | None = None) -> Checkpoint | None:
+        """Put the written checkpoint (at ``slot.tmp``) in place and in the index; retention."""
+        name, tmp, index, stamp = slot
+        md5, size, nfiles = written
         fault_point("checkpoint-written")
         ckpt = Checkpoint(name, step, time.strftime("%Y-%m-%dT%H:%M:%SZ", stamp), values,
-                          md5, size, nfiles, self.directory / name)
+                          md5, size, nfiles, self.directory / name, rng=rng_doc is not None)
 
         # Same step saved again (a resumed run repeating its last steps): the new one replaces it.
         kept = self._retain([c for c in index.entries if c.step != step] + [ckpt])
         if ckpt not in kept:  # keep_last=0 and not among the best: nothing changes
             _remove(tmp)
             return None
-        dropped = [c.name for c in index.entries if c not in kept]
+        dropped = [n for c in index.entries if c not in kept for n in c.files()]
         try:
-            self._write_index(_Index(index.entries, [name]))
+            self._write_index(_Index(index.entries, ckpt.files()))
+            if rng_doc is not None:
+                atomic_write(ckpt.rng_path, rng_doc)
             fault_point("checkpoint-before-rename")
             os.replace(tmp, ckpt.path)
         except BaseException:
@@ -244,15 +315,17 @@ class Checkpointer:
 
     def commit(self, *, message: str | None = None, params: Mapping[str, Any] | None = None,
                metrics: Mapping[str, Any] | None = None, tag: str | None = None,
-               push: bool | None = None) -> CommitResult:
+               push: bool | None = None) -> CommitResult | None:
         """Record the folder (index and kept checkpoints) as one snapshot with ``mlsnap.commit``.
 
         The manifest's metrics are the latest checkpoint's, updated with ``metrics``; the
-        environment is this training process's own.
+        environment is this training process's own. Only rank 0 commits (others get None).
         """
-        from mlsnap import api
+        from mlsnap import api, distributed
 
-        latest = self.latest()
+        if not distributed.world().leader:
+            return None  # only rank 0 takes snapshots
+        latest = _newest(self.checkpoints())
         recorded = {**(latest.metrics if latest else {}), **_plain_metrics(metrics or {})}
         if latest is not None:
             recorded.setdefault("step", latest.step)
@@ -346,6 +419,10 @@ class Checkpointer:
             self._write_index(_Index(index.entries, []))
 
 
+def _newest(found: list[Checkpoint]) -> Checkpoint | None:
+    return found[-1] if found else None
+
+
 def _writer_alive(name: str) -> bool:
     """Whether the process named in a temporary ``.mlsnap-tmp-<pid>-...`` still runs (another
     rank, another training on the same folder): its file is not litter yet."""
@@ -400,8 +477,10 @@ def _entry(path: Path, directory: Path, i: int, e: Any) -> Checkpoint:
         raise CheckpointIndexInvalid(path, f"{where}.name {e['name']!r} is not a checkpoint name")
     if not pathsafety.MD5_RE.match(e["md5"]):
         raise CheckpointIndexInvalid(path, f"{where}.md5 {e['md5']!r} is not an md5 hash")
+    if not isinstance(e.get("rng", False), bool):
+        raise CheckpointIndexInvalid(path, f"{where}.rng is not true or false")
     return Checkpoint(e["name"], e["step"], e["time"], e["metrics"], e["md5"], e["size"],
-                      e["nfiles"], directory / e["name"])
+                      e["nfiles"], directory / e["name"], rng=e.get("rng", False))
 
 
 def _unsafe(name: str) -> bool:
@@ -489,6 +568,8 @@ def tree_hash(path: Path) -> tuple[str, int, int]:
 def _looks_intact(ckpt: Checkpoint) -> bool:
     """Present with the recorded size (and file count): cheap, no hashing."""
     try:
+        if ckpt.rng and not ckpt.rng_path.is_file():
+            return False
         if ckpt.md5.endswith(".dir"):
             if not ckpt.path.is_dir():
                 return False

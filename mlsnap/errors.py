@@ -237,3 +237,15 @@ class CodeChanged(MlsnapError):
     def __init__(self, what: str) -> None:
         super().__init__(f"{what} while the command ran; no snapshot was taken: the snapshot "
                          "must name the code that trained; run it again on unchanged code")
+
+
+class RankLost(MlsnapError):
+    """Another rank of a distributed job died or stopped answering during a collective call."""
+
+    def __init__(self, directory: object, what: str, rank: int, timeout: float,
+                 reason: str) -> None:
+        super().__init__(
+            f"{directory}: {what} on rank {rank}: another rank left the job or did not answer "
+            f"within {timeout:g} s ({reason}); the index names only complete checkpoints: "
+            "restart the job to resume from the latest"
+        )

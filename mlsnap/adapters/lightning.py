@@ -9,7 +9,8 @@
 Saves every ``ckpt.every`` optimizer steps (``trainer.global_step``) with
 ``trainer.save_checkpoint`` (weights, optimizer, loops: everything ``ckpt_path`` resumes), and
 once more when training ends. Metrics are ``trainer.callback_metrics``: what ``self.log`` logged.
-Single device or DDP (rank 0 writes); strategies that write shards on every rank are not covered.
+Single device or DDP (rank 0 writes); with ``Checkpointer(sharded=True)`` every rank writes
+its part (FSDP's sharded state dict).
 """
 
 from __future__ import annotations
@@ -51,9 +52,15 @@ class MlsnapCheckpoint(Callback):
         step = trainer.global_step
         if step == 0:
             return  # nothing trained yet
-        if not trainer.is_global_zero:
-            # save_checkpoint is collective (it waits for every rank) but only rank 0 writes.
-            trainer.save_checkpoint(Path(self.checkpointer.directory) / "unused")
+        metrics = dict(trainer.callback_metrics)
+        if trainer.world_size == 1 or self.checkpointer.sharded:
+            # One process, or sharded state (FSDP): every rank writes its part in the folder.
+            self.last = self.checkpointer.save(step, trainer.save_checkpoint, metrics, force=force)
             return
-        self.last = self.checkpointer.save(step, trainer.save_checkpoint,
-                                           dict(trainer.callback_metrics), force=force)
+        # Replicated (DDP): every rank calls save(); the Checkpointer runs save_fn on rank 0
+        # only, so it must not hold save_checkpoint's barrier. The checkpoint is gathered on every
+        # rank (some strategies need all for it), then rank 0 writes it as save_checkpoint would.
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(False)
+        self.last = self.checkpointer.save(
+            step, lambda path: trainer.strategy.save_checkpoint(checkpoint, path), metrics,
+            force=force)
