@@ -35,7 +35,9 @@ import importlib
 import json
 import os
 import random
+import re
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +166,8 @@ def _channel(ckpt: Checkpointer) -> Channel:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    # gloo's: "[.../pair.cc:537] Read error [127.0.0.1]:15763: Connection reset by peer. This..."
+    text = re.sub(r"^\[[^\]]*\.cc:\d+\] ", "", text).split(". This is typically")[0]
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -220,7 +224,8 @@ def save(ckpt: Checkpointer, step: int, save_fn: SaveFn | Mapping[str, Any],
     if ckpt.sharded:
         if isinstance(save_fn, Mapping):
             state = save_fn
-            save_fn = lambda path: _dcp().save(state, checkpoint_id=str(path))
+            save_fn = lambda path: _dcp().save(state, checkpoint_id=str(path),
+                                               no_dist=here.alone)
         if not here.group and here.world_size > 1:
             raise BadInput("Checkpointer(sharded=True)", f"WORLD_SIZE={here.world_size} but no "
                            "torch.distributed process group: call "
@@ -335,7 +340,7 @@ def load(ckpt: Checkpointer, state: Mapping[str, Any], checkpoint: Checkpoint | 
     if not (found.path / ".metadata").is_file():
         raise CheckpointIndexInvalid(ckpt.index_path, f"{found.name} is not a DCP checkpoint "
                                      "(no .metadata): load it with the function that wrote it")
-    _dcp().load(state, checkpoint_id=str(found.path))
+    _dcp().load(state, checkpoint_id=str(found.path), no_dist=world().alone)
     return found
 
 
@@ -384,10 +389,11 @@ def restore_rng(ckpt: Checkpointer, found: Checkpoint) -> None:
     ranks = doc.get("ranks") if isinstance(doc, dict) else None
     if not isinstance(ranks, list) or doc.get("mlsnap-rng") != 1:
         raise CheckpointIndexInvalid(path, "expected 'mlsnap-rng: 1' and a list of 'ranks'")
-    if len(ranks) != here.world_size:
-        raise BadInput(f"resume() of {found.name}", f"its RNG states are of {len(ranks)} ranks, "
-                       f"this job has {here.world_size}: resume on {len(ranks)} ranks, or pass "
-                       "restore_rng=False")
+    if len(ranks) != here.world_size:  # resharded onto another world size: no state to give
+        warnings.warn(f"mlsnap: {found.name} holds the RNG states of {len(ranks)} ranks and this "
+                      f"job has {here.world_size}: RNG states not restored", RuntimeWarning,
+                      stacklevel=3)
+        return
     try:
         _set_rng(ranks[here.rank])
     except (TypeError, ValueError, KeyError, IndexError, MlsnapError) as exc:

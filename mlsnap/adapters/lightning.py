@@ -15,7 +15,6 @@ its part (FSDP's sharded state dict).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 try:
