@@ -57,6 +57,12 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def say(text: str) -> None:
+    """One write per line: the ranks share torchrun's stdout, and lines must not interleave."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def digest(state: dict[str, torch.Tensor]) -> str:
     """sha256 of every tensor's bytes, by name: equal digests are bit-identical weights."""
     h = hashlib.sha256()
@@ -103,7 +109,7 @@ def train(args: argparse.Namespace, rank: int, world: int) -> int:
                                suffix="" if args.sharded else ".pt", sharded=args.sharded,
                                rng=True, timeout=args.timeout, monitor="loss")
     if args.report:
-        print(json.dumps({"rank": rank, "pid": os.getpid()}), flush=True)
+        say(json.dumps({"rank": rank, "pid": os.getpid()}))
     start = 0
     resumed = ckpt.resume()  # rank 0 decides; every rank gets its RNG states back
     if resumed is not None:
@@ -119,7 +125,7 @@ def train(args: argparse.Namespace, rank: int, world: int) -> int:
             optimizer.load_state_dict(saved["optim"])
         start = resumed.step
         if rank == 0:
-            print(f"resumed from {resumed.name}", flush=True)
+            say(f"resumed from {resumed.name}")
 
     with ckpt:
         for step in range(start + 1, args.steps + 1):
@@ -134,13 +140,13 @@ def train(args: argparse.Namespace, rank: int, world: int) -> int:
             saved_ckpt = ckpt.save(step, save_fn(args, model, optimizer, step, rank),
                                    {"loss": round(loss.item(), 6)})
             if args.report:
-                print(json.dumps({"rank": rank, "step": step,
-                                  "saved": saved_ckpt.name if saved_ckpt else None}), flush=True)
+                say(json.dumps({"rank": rank, "step": step,
+                                "saved": saved_ckpt.name if saved_ckpt else None}))
             elif rank == 0 and saved_ckpt is not None:
-                print(f"step {step} loss {loss.item():.4f} -> {saved_ckpt.name}", flush=True)
+                say(f"step {step} loss {loss.item():.4f} -> {saved_ckpt.name}")
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
     if rank == 0:
-        print(f"done at step {args.steps}; weights {digest(full)}", flush=True)
+        say(f"done at step {args.steps}; weights {digest(full)}")
     return 0
 
 
@@ -170,7 +176,7 @@ def save_fn(args: argparse.Namespace, model: Any, optimizer: Any, step: int, ran
 
 
 def stop(how: str) -> None:
-    print(f"rank {dist.get_rank() if dist.is_initialized() else 0}: stopping ({how})", flush=True)
+    say(f"rank {dist.get_rank() if dist.is_initialized() else 0}: stopping ({how})")
     if how == "hang":
         time.sleep(3600)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -224,8 +224,7 @@ def save(ckpt: Checkpointer, step: int, save_fn: SaveFn | Mapping[str, Any],
     if ckpt.sharded:
         if isinstance(save_fn, Mapping):
             state = save_fn
-            save_fn = lambda path: _dcp().save(state, checkpoint_id=str(path),
-                                               no_dist=here.alone)
+            save_fn = lambda path: _dcp_call("save", state, path, here.alone)
         if not here.group and here.world_size > 1:
             raise BadInput("Checkpointer(sharded=True)", f"WORLD_SIZE={here.world_size} but no "
                            "torch.distributed process group: call "
@@ -332,6 +331,13 @@ def _dcp() -> Any:
                        "pip install torch") from None
 
 
+def _dcp_call(name: str, state: Mapping[str, Any], path: Path, alone: bool) -> None:
+    with warnings.catch_warnings():
+        if alone:  # DCP warns that one process is "assumed": here it is what was meant
+            warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        getattr(_dcp(), name)(state, checkpoint_id=str(path), no_dist=alone)
+
+
 def load(ckpt: Checkpointer, state: Mapping[str, Any], checkpoint: Checkpoint | None
          ) -> Checkpoint:
     found = checkpoint if checkpoint is not None else ckpt.resume()
@@ -340,7 +346,7 @@ def load(ckpt: Checkpointer, state: Mapping[str, Any], checkpoint: Checkpoint | 
     if not (found.path / ".metadata").is_file():
         raise CheckpointIndexInvalid(ckpt.index_path, f"{found.name} is not a DCP checkpoint "
                                      "(no .metadata): load it with the function that wrote it")
-    _dcp().load(state, checkpoint_id=str(found.path), no_dist=world().alone)
+    _dcp_call("load", state, found.path, world().alone)
     return found
 
 
