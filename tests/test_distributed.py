@@ -55,16 +55,6 @@ def torchrun(out: Path, *extra: str, check: int | None = 0) -> subprocess.Comple
     return proc
 
 
-def alone(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """The same script without torchrun: one process, no process group."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    proc = subprocess.run([sys.executable, str(EXAMPLE), "--steps", str(STEPS), "--out", str(out),
-                           *extra], capture_output=True, text=True, env={**env, **ENV},
-                          timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    return proc
-
-
 def reports(stdout: str) -> list[dict[str, Any]]:
     found = [json.loads(m) for m in re.findall(r"\{[^{}\n]*\}", stdout)]
     return [doc for doc in found if "step" in doc]
@@ -227,12 +217,6 @@ def test_sharded_rank_killed_mid_save_never_enters_the_index(sharded: dict[str, 
     assert not [p for p in folder.iterdir() if p.name.startswith(".mlsnap-tmp-")]
 
 
-def test_sharded_script_resumes_in_one_process(sharded: dict[str, Any]) -> None:
-    proc = alone(sharded["root"] / "whole", "--sharded")
-    assert f"resumed from step-{STEPS:06d}-" in proc.stdout
-    assert weights(proc.stdout) == weights(sharded["whole"].stdout)
-
-
 # --- survivors: a rank dead or silent ends the others' save with one line -----------------------
 
 
@@ -376,28 +360,38 @@ KILLS = int(os.environ.get("MLSNAP_DISTRIBUTED_KILLS", "20"))
 SEED = int(os.environ.get("MLSNAP_INTERRUPT_SEED", "20240611"))
 
 
-def kill_at_random(out: Path, extra: tuple[str, ...], rng: random.Random, span: float) -> str:
-    """Start the job, wait for its ranks to start training, SIGKILL one rank or all of it."""
+def start_job(out: Path, extra: tuple[str, ...]) -> tuple[subprocess.Popen[str], dict[int, int]]:
+    """The job started, once both ranks said their pid (they are about to resume and train)."""
     job = subprocess.Popen(torchrun_cmd(out, "--report", *extra), stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, env={**os.environ, **ENV},
-                           start_new_session=True)
+                           stderr=subprocess.DEVNULL, text=True, env={**os.environ, **ENV})
     assert job.stdout is not None
     pids: dict[int, int] = {}
     for line in job.stdout:  # bounded: the job ends, and the stream with it
-        if line.startswith("{") and '"pid"' in line:
-            doc = json.loads(line)
-            pids[doc["rank"]] = doc["pid"]
-            if len(pids) == 2:
-                break
+        for doc in map(json.loads, re.findall(r"\{[^{}\n]*\}", line)):
+            if "pid" in doc:
+                pids[doc["rank"]] = doc["pid"]
+        if len(pids) == 2:
+            break
+    return job, pids
+
+
+def finish(job: subprocess.Popen[str]) -> str:
+    stdout, _ = job.communicate(timeout=300)
+    return stdout
+
+
+def kill_at_random(out: Path, extra: tuple[str, ...], rng: random.Random, span: float) -> str:
+    """SIGKILL one rank, or the whole job (agent and both workers), at a moment in ``span``."""
+    job, pids = start_job(out, extra)
     time.sleep(rng.uniform(0, span))
     target = rng.choice(["rank 0", "rank 1", "job"])
-    # the job: torchrun's agent and both workers at once (the workers may have sessions of
-    # their own, so a process-group kill could miss them)
     victims = [job.pid, *pids.values()] if target == "job" else [pids[int(target[-1])]]
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    job.communicate(timeout=300)
+    stdout = finish(job)
+    if "done at step" in stdout:
+        target += ", too late: the job had ended"
     return target
 
 
@@ -405,24 +399,28 @@ def kill_at_random(out: Path, extra: tuple[str, ...], rng: random.Random, span: 
 def test_sigkill_at_random_moments_never_breaks_the_index_and_resumes_bit_identical(
         tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    reference = {}
-    spans = {}
+    reference, spans = {}, {}
     for mode in ("", "--sharded"):
         extra = (mode,) if mode else ()
-        start = time.monotonic()
-        proc = torchrun(tmp_path / f"ref{mode}", *extra)
-        spans[mode] = time.monotonic() - start
-        reference[mode] = weights(proc.stdout)
+        job, _pids = start_job(tmp_path / f"ref{mode}", extra)
+        started = time.monotonic()
+        stdout = finish(job)
+        spans[mode] = time.monotonic() - started  # from the pids to the end: the training
+        assert job.returncode == 0
+        reference[mode] = weights(stdout)
     outcomes = []
     for i in range(KILLS):
         mode = "--sharded" if i % 2 else ""
         extra = (mode,) if mode else ()
         out = tmp_path / f"run{i}"
-        target = kill_at_random(out, extra, rng, spans[mode] / 2)
+        target = kill_at_random(out, extra, rng, spans[mode])
         folder = out / "checkpoints"
+        kept = [e["step"] for e in index(folder)] if (folder / "index.yaml").exists() else []
         if folder.exists():
             assert_index_names_complete_checkpoints(folder, sharded=bool(mode))
         done = torchrun(out, *extra)
         assert weights(done.stdout) == reference[mode], (i, target, done.stdout)
-        outcomes.append((i, mode or "ddp", target))
-    assert len(outcomes) == KILLS
+        outcomes.append(f"{i} {mode or 'ddp'}: killed {target}; index then held steps {kept}")
+    print("\n".join(outcomes))
+    late = sum("too late" in o for o in outcomes)
+    assert len(outcomes) == KILLS and late <= KILLS // 2, outcomes
