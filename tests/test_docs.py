@@ -405,6 +405,15 @@ NOT_RUN = {
         "follows the kill above; tests/test_torch_training.py",
     "docs/training.md: git clone ../proj other && cd other": "follows the torch run above; "
     "tests/test_torch_training.py and tests/test_checkpoint.py",
+    "docs/training.md: torchrun --nproc_per_node=2 examples/train_distributed.py --steps 8 --out "
+    "runs/ddp": "torchrun jobs (seconds each); tests/test_distributed.py runs the same script",
+    "docs/training.md: torchrun --nproc_per_node=2 examples/train_distributed.py --steps 8 --out "
+    "runs/fsdp --sharded --die-at 5 --die-rank 1 --die-in save 2>torchrun.log":
+        "a SIGKILLed rank under torchrun; tests/test_distributed.py",
+    "docs/training.md: python examples/train_distributed.py --steps 8 --out runs/fsdp --sharded":
+        "follows the torchrun runs above; tests/test_distributed.py loads it in one process",
+    "README.md: torchrun --nproc_per_node=2 examples/train_distributed.py --steps 4 --out runs/ddp "
+    "--keep-last 2": "torchrun jobs; tests/test_distributed.py checks the bit-identical resume",
 }
 
 
