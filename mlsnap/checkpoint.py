@@ -15,17 +15,13 @@ deletes; files the index never named are left alone, so nothing of the user's is
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import math
 import operator
 import os
 import re
-import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -33,8 +29,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import yaml
 
 from mlsnap import pathsafety
+from mlsnap.checkpoint_files import (
+    _existing,
+    _fsync_tree,
+    _remove,
+    _walk_files,
+    _writer_alive,
+    tree_hash,
+)
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError
-from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point, fsync_dir, md5_file
+from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point, fsync_dir
 from mlsnap.params import is_number
 
 if TYPE_CHECKING:
@@ -423,21 +427,6 @@ def _newest(found: list[Checkpoint]) -> Checkpoint | None:
     return found[-1] if found else None
 
 
-def _writer_alive(name: str) -> bool:
-    """Whether the process named in a temporary ``.mlsnap-tmp-<pid>-...`` still runs (another
-    rank, another training on the same folder): its file is not litter yet."""
-    pid = name[len(TMP_PREFIX):].split("-", 1)[0]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read_index(directory: Path) -> _Index:
     """The index of ``directory`` (empty when there is none yet), validated."""
     path = directory / INDEX_NAME
@@ -542,29 +531,6 @@ def _plain_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """(relpath, path) of every file under a folder, sorted as DVC sorts them."""
-    found = []
-    for parent, _dirs, files in os.walk(root):
-        for f in files:
-            full = Path(parent) / f
-            found.append((full.relative_to(root).as_posix(), full))
-    return iter(sorted(found))
-
-
-def tree_hash(path: Path) -> tuple[str, int, int]:
-    """DVC's hash, total size and file count of a file or folder (``.dir`` hash for folders)."""
-    if not path.is_dir():
-        return md5_file(path), path.stat().st_size, 1
-    listing, size, nfiles = [], 0, 0
-    for rel, full in _walk_files(path):
-        listing.append({"md5": md5_file(full), "relpath": rel})
-        size += full.stat().st_size
-        nfiles += 1
-    digest = hashlib.md5(json.dumps(listing, sort_keys=True).encode("utf-8")).hexdigest()
-    return digest + ".dir", size, nfiles
-
-
 def _looks_intact(ckpt: Checkpoint) -> bool:
     """Present with the recorded size (and file count): cheap, no hashing."""
     try:
@@ -578,31 +544,6 @@ def _looks_intact(ckpt: Checkpoint) -> bool:
         return ckpt.path.is_file() and ckpt.path.stat().st_size == ckpt.size
     except OSError:
         return False
-
-
-def _fsync_tree(path: Path) -> None:
-    """Make what ``save_fn`` wrote durable before it gets its final name."""
-    if not path.is_dir():
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-        return
-    for parent, _dirs, files in os.walk(path):
-        for name in files:
-            with open(Path(parent) / name, "rb") as f:
-                os.fsync(f.fileno())
-        fsync_dir(Path(parent))
-
-
-def _existing(directory: Path, names: list[str]) -> list[str]:
-    return [n for n in dict.fromkeys(names) if os.path.lexists(directory / n)]
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
 
 
 __all__ = ["Checkpoint", "CheckpointFailed", "CheckpointIndexInvalid", "Checkpointer",

@@ -246,7 +246,7 @@ def save(ckpt: Checkpointer, step: int, save_fn: SaveFn | Mapping[str, Any],
 def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
                    metrics: Mapping[str, Any], rng: bool) -> Checkpoint | None:
     """One save by every rank: arrive, (sharded: every rank writes its part), rank 0 seals."""
-    from mlsnap.checkpoint import _remove
+    from mlsnap.checkpoint_files import _remove
 
     chan = _channel(ckpt)
     what = f"save(step={step})"

@@ -66,11 +66,13 @@ def weights(stdout: str) -> str:
     return done[0].rsplit(" ", 1)[1]
 
 
-def index(folder: Path) -> list[dict[str, Any]]:
+def index(folder: Path, settled: bool = True) -> list[dict[str, Any]]:
+    """The index's entries; ``settled``: no save was cut short (nothing pending deletion)."""
     import yaml
 
     doc = yaml.safe_load((folder / "index.yaml").read_text())
-    assert doc["pending"] == [], doc
+    assert not settled or doc["pending"] == [], doc
+    assert not {e["name"] for e in doc["checkpoints"]} & set(doc["pending"]), doc
     return list(doc["checkpoints"])
 
 
@@ -84,7 +86,7 @@ def example_module() -> Any:
 
 def assert_index_names_complete_checkpoints(folder: Path, sharded: bool) -> None:
     """What a kill may leave: every entry of the index is whole (hash) and loads."""
-    for entry in index(folder) if (folder / "index.yaml").exists() else []:
+    for entry in index(folder, settled=False) if (folder / "index.yaml").exists() else []:
         path = folder / entry["name"]
         assert tree_hash(path)[0] == entry["md5"], entry
         assert (folder / (entry["name"] + ".rng.json")).is_file(), entry
@@ -415,7 +417,8 @@ def test_sigkill_at_random_moments_never_breaks_the_index_and_resumes_bit_identi
         out = tmp_path / f"run{i}"
         target = kill_at_random(out, extra, rng, spans[mode])
         folder = out / "checkpoints"
-        kept = [e["step"] for e in index(folder)] if (folder / "index.yaml").exists() else []
+        kept = ([e["step"] for e in index(folder, settled=False)]
+                if (folder / "index.yaml").exists() else [])
         if folder.exists():
             assert_index_names_complete_checkpoints(folder, sharded=bool(mode))
         done = torchrun(out, *extra)
@@ -424,3 +427,37 @@ def test_sigkill_at_random_moments_never_breaks_the_index_and_resumes_bit_identi
     print("\n".join(outcomes))
     late = sum("too late" in o for o in outcomes)
     assert len(outcomes) == KILLS and late <= KILLS // 2, outcomes
+
+
+# --- slow: Lightning's own DDP launcher, the adapter on both ranks ------------------------------
+
+LIGHTNING = Path(__file__).resolve().parent / "lightning_ddp.py"
+
+
+def lightning_run(out: Path, max_steps: int) -> list[dict[str, Any]]:
+    proc = subprocess.run([sys.executable, str(LIGHTNING), str(out), str(max_steps)],
+                          capture_output=True, text=True, env={**os.environ, **ENV}, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    found = [json.loads(m) for m in re.findall(r"\{[^{}\n]*\}", proc.stdout)]
+    return sorted((d for d in found if "global_step" in d), key=lambda d: d["rank"])
+
+
+@pytest.mark.slow
+def test_lightning_ddp_saves_once_per_due_step_and_resumes_on_both_ranks(tmp_path: Path) -> None:
+    if os.environ.get("MLSNAP_REQUIRE_TORCH") != "1":
+        pytest.importorskip("lightning")
+    out = tmp_path / "ck"
+    first = lightning_run(out, 6)
+    assert [d["rank"] for d in first] == [0, 1]
+    assert first[0]["last"] == first[1]["last"] == first[0]["latest"] == first[1]["latest"]
+    assert [e["step"] for e in index(out)] == [4, 6]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["index.yaml", *(e["name"] for e in index(out))])
+    again = lightning_run(out, 10)
+    assert {d["resumed"] for d in again} == {first[0]["latest"]}
+    assert {d["global_step"] for d in again} == {10}
+    assert again[0]["latest"] == again[1]["latest"] == index(out)[-1]["name"]
+    assert [e["step"] for e in index(out)] == [8, 10]
+    saved = torch.load(out / index(out)[-1]["name"], weights_only=False)
+    assert saved["global_step"] == 10 and saved["optimizer_states"]
