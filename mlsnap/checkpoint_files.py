@@ -45,13 +45,31 @@ def tree_hash(path: Path) -> tuple[str, int, int]:
     """DVC's hash, total size and file count of a file or folder (``.dir`` hash for folders)."""
     if not path.is_dir():
         return md5_file(path), path.stat().st_size, 1
-    listing, size, nfiles = [], 0, 0
-    for rel, full in _walk_files(path):
-        listing.append({"md5": md5_file(full), "relpath": rel})
-        size += full.stat().st_size
-        nfiles += 1
+    return dir_hash([(rel, md5_file(full), full.stat().st_size) for rel, full in _walk_files(path)])
+
+
+def dir_hash(files: list[tuple[str, str, int]]) -> tuple[str, int, int]:
+    """DVC's ``.dir`` hash, size and count of a folder from its (relpath, md5, size) files."""
+    listing = [{"md5": md5, "relpath": rel} for rel, md5, _size in sorted(files)]
     digest = hashlib.md5(json.dumps(listing, sort_keys=True).encode("utf-8")).hexdigest()
-    return digest + ".dir", size, nfiles
+    return digest + ".dir", sum(size for _rel, _md5, size in files), len(files)
+
+
+def hash_share(root: Path, rank: int, world_size: int) -> list[tuple[str, str, int]]:
+    """Fsync and hash this rank's share of the files under ``root`` (every rank sees the same
+    folder and splits it the same way: largest first, each to the least loaded rank)."""
+    found = sorted(((full.stat().st_size, rel, full) for rel, full in _walk_files(root)),
+                   key=lambda t: (-t[0], t[1]))
+    load = [0] * world_size
+    mine = []
+    for size, rel, full in found:
+        owner = min(range(world_size), key=lambda r: (load[r], r))
+        load[owner] += size
+        if owner == rank:
+            with open(full, "rb") as f:
+                os.fsync(f.fileno())
+            mine.append((rel, md5_file(full), size))
+    return mine
 
 
 def _fsync_tree(path: Path) -> None:

@@ -43,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mlsnap.checkpoint_files import dir_hash, hash_share
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError, RankLost
+from mlsnap.fsutil import fsync_dir
 
 if TYPE_CHECKING:
     from mlsnap.checkpoint import Checkpoint, Checkpointer, SaveFn, _Slot
@@ -258,6 +260,7 @@ def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
     prepared, error = _outcome(lambda: _prepare(ckpt, step, metrics)) if here.leader else (
         None, None)
     slot = prepared[0] if prepared is not None else None
+    files: list[tuple[str, str, int]] = []  # sharded: (relpath, md5, size) of every part
     try:
         if ckpt.sharded:
             told = chan.from_leader(what, _told(error) if error else {"tmp": slot and slot.tmp.name})
@@ -265,7 +268,9 @@ def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
                 raise error
             if "error" in told:
                 _raise_remote(ckpt, what, told, 0)
-            _write_parts(ckpt, chan, what, here, write, ckpt.directory / told["tmp"])
+            tmp = ckpt.directory / told["tmp"]
+            _write_parts(ckpt, chan, what, here, write, tmp)
+            files = _hash_parts(ckpt, chan, what, here, tmp)
         elif error is not None:  # replicated: the others are already waiting for the answer
             chan.from_leader(what, _told(error))
             raise error
@@ -280,8 +285,14 @@ def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
         sealed = slot
 
         def seal() -> Checkpoint | None:
-            written = ckpt._write(sealed.tmp, _require_parts if ckpt.sharded else write)
-            return ckpt._end(sealed, step, values, written, doc)
+            if not ckpt.sharded:
+                return ckpt._end(sealed, step, values, ckpt._write(sealed.tmp, write), doc)
+            if not files:
+                raise CheckpointFailed(sealed.tmp, "no rank wrote anything in the folder it was "
+                                       "given")
+            for parent, _dirs, _files in os.walk(sealed.tmp):
+                fsync_dir(Path(parent))
+            return ckpt._end(sealed, step, values, dir_hash(files), doc)
 
         saved, error = _outcome(seal)
         chan.from_leader(what, _told(error) if error else
@@ -303,11 +314,6 @@ def _prepare(ckpt: Checkpointer, step: int, metrics: Mapping[str, Any]
     return slot, values
 
 
-def _require_parts(tmp: Path) -> None:
-    if not any(tmp.iterdir()):
-        raise CheckpointFailed(tmp, "no rank wrote anything in the folder it was given")
-
-
 def _write_parts(ckpt: Checkpointer, chan: Channel, what: str, here: World, write: SaveFn,
                  tmp: Path) -> None:
     """Every rank writes its part in the folder rank 0 chose; all must succeed."""
@@ -318,6 +324,21 @@ def _write_parts(ckpt: Checkpointer, chan: Channel, what: str, here: World, writ
     for rank, report in enumerate(reports):
         if report is not None:
             _raise_remote(ckpt, what, report, rank)
+
+
+def _hash_parts(ckpt: Checkpointer, chan: Channel, what: str, here: World, tmp: Path
+                ) -> list[tuple[str, str, int]]:
+    """Every part is written: each rank fsyncs and hashes its share of the folder, in parallel."""
+    share, error = _outcome(lambda: hash_share(tmp, here.rank, here.world_size))
+    shares = chan.gather(what, _told(error) if error else share)
+    if error is not None:
+        raise error
+    files = []
+    for rank, got in enumerate(shares):
+        if isinstance(got, dict):
+            _raise_remote(ckpt, what, got, rank)
+        files += [(str(rel), str(md5), int(size)) for rel, md5, size in got]
+    return files
 
 
 # --- loading sharded state ---------------------------------------------------------------------
