@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlsnap.checkpoint_files import dir_hash, hash_share
+from mlsnap.checkpoint_files import _remove, dir_hash, hash_share
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError, RankLost
 from mlsnap.fsutil import fsync_dir
 
@@ -240,6 +240,9 @@ def save(ckpt: Checkpointer, step: int, save_fn: SaveFn | Mapping[str, Any],
             return None  # ranks without a process group: rank 0 saves alone
         slot, values = _prepare(ckpt, step, metrics)
         written = ckpt._write(slot.tmp, write)
+        if ckpt.sharded and not written[2]:
+            _remove(slot.tmp)
+            raise CheckpointFailed(slot.tmp, "save_fn wrote nothing in the folder it was given")
         doc = _rng_doc([capture_rng()]) if rng else None
         return ckpt._end(slot, step, values, written, doc)
     return _save_together(ckpt, here, step, write, metrics, rng)
@@ -248,8 +251,6 @@ def save(ckpt: Checkpointer, step: int, save_fn: SaveFn | Mapping[str, Any],
 def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
                    metrics: Mapping[str, Any], rng: bool) -> Checkpoint | None:
     """One save by every rank: arrive, (sharded: every rank writes its part), rank 0 seals."""
-    from mlsnap.checkpoint_files import _remove
-
     chan = _channel(ckpt)
     what = f"save(step={step})"
     arrived = chan.gather(what, {"step": step, "rng": capture_rng() if rng else None})

@@ -315,6 +315,19 @@ def test_sharded_without_a_process_group_says_what_to_call(tmp_path: Path) -> No
     assert "init_process_group()" in proc.stdout and not (tmp_path / "ck" / "index.yaml").exists()
 
 
+def test_sharded_save_fn_that_writes_nothing_is_refused_and_leaves_nothing(
+        tmp_path: Path) -> None:
+    proc = run_py(tmp_path, """
+        import mlsnap
+        try:
+            mlsnap.Checkpointer("ck", sharded=True).save(1, lambda path: None)
+        except mlsnap.MlsnapError as e:
+            print(e)
+        """)
+    assert "checkpoint not saved: save_fn wrote nothing in the folder it was given" in proc.stdout
+    assert list((tmp_path / "ck").iterdir()) == []
+
+
 RNG_RUN = """
 import random, sys, numpy as np, mlsnap
 ckpt = mlsnap.Checkpointer("ck", rng=True, keep_last=1)
