@@ -30,6 +30,8 @@ if os.environ.get("MLSNAP_REQUIRE_TORCH") == "1":  # CI installs torch: a skip t
 else:
     torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.torch
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_distributed.py"
 STEPS = 6
 ENV = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -113,8 +115,6 @@ def ddp(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     resumed = torchrun(root / "cut", "--report")
     return {"root": root, "whole": whole, "killed": killed, "left": left, "resumed": resumed}
 
-
-pytestmark = pytest.mark.torch
 
 
 def test_ddp_every_rank_gets_the_same_checkpoint_once_per_step(ddp: dict[str, Any]) -> None:
