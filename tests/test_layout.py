@@ -13,11 +13,12 @@ README = PACKAGE.parent / "README.md"
 # What a command does; the low layer below them never imports one of these.
 FLOWS = {
     "api", "cli", "snapshot", "sources", "restore", "history", "compare", "diffview",
-    "retention", "gcview", "collected", "checkpoint", "adapters", "hooks", "hookscripts", "demo",
-    "runner", "reproduce", "reprocheck", "reprobuild", "report", "verify",
+    "retention", "gcview", "collected", "checkpoint", "distributed", "adapters", "hooks",
+    "hookscripts", "demo", "runner", "reproduce", "reprocheck", "reprobuild", "report", "verify",
 }
 LOW = {
-    "gitrepo", "store", "journal", "partials", "writers", "manifest", "safeyaml", "blobs",
+    "gitrepo", "store", "journal", "partials", "writers", "checkpoint_files", "manifest",
+    "safeyaml", "blobs",
     "pathsafety", "redaction", "textsafe", "environment", "params", "workspace", "config",
     "fsutil", "jsonout", "errors", "interrupts", "runrecord", "runproc", "pickles", "signing",
     "storecheck",
