@@ -249,3 +249,11 @@ class RankLost(MlsnapError):
             f"within {timeout:g} s ({reason}); the index names only complete checkpoints: "
             "restart the job to resume from the latest"
         )
+
+
+class MissingExtra(MlsnapError):
+    """An optional part of mlsnap whose library is not installed."""
+
+    def __init__(self, command: str, what: str, extra: str) -> None:
+        super().__init__(f"{command} needs {what}, which is not installed; install it with "
+                         f"`pip install 'mlsnap[{extra}]'` in this environment")

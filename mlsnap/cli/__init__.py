@@ -79,7 +79,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from mlsnap.cli import core, history, hooks, integrity, run, storage
+    from mlsnap.cli import core, history, hooks, integrity, report, run, storage
     from mlsnap.cli.examples import epilog
 
     def with_examples(command: click.Command, path: str) -> None:
@@ -89,7 +89,7 @@ def _register() -> None:
                 with_examples(sub, f"{path} {name}")
 
     main.epilog = epilog("mlsnap")
-    for module in (core, run, history, hooks, storage, integrity):
+    for module in (core, run, history, hooks, storage, integrity, report):
         for command in module.COMMANDS:
             main.add_command(command)
             with_examples(command, command.name or "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # Set up, record, share, restore, inspect history, then the helpers.
 ORDER = ("init", "commit", "run", "repro", "push", "pull", "status", "log", "show", "diff", "tag",
-         "get", "verify", "gc", "env", "remote", "hooks", "hook", "demo")
+         "get", "report", "verify", "gc", "env", "remote", "hooks", "hook", "demo")
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "mlsnap": (
@@ -73,6 +73,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mlsnap verify                     # the work tree's snapshots, against the cache",
         "mlsnap verify model@v1.0.0 --remote --require-signed",
         "mlsnap verify HEAD~3 --deep --json",
+    ),
+    "report": (
+        "mlsnap report                     # every snapshot reachable from HEAD",
+        "mlsnap report --name model -o report.html --open",
+        "mlsnap report model@v1.0.0 model@v1.1.0 HEAD",
     ),
     "gc": (
         "mlsnap gc                         # no policy: the space each snapshot takes",
