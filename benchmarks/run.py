@@ -24,8 +24,9 @@ from benchmarks.gc_case import gc_rows
 from benchmarks.harness import Row, Shell, isolated_env, table, tool
 from benchmarks.history_case import log_rows
 from benchmarks.repro_case import repro_rows
+from benchmarks.report_case import report_rows
 
-CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "gc", "repro", "rss")
+CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "gc", "repro", "rss", "report")
 
 
 def machine() -> str:
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 case_rows = log_rows(bench)
             elif case == "repro":
                 case_rows = repro_rows(bench)
+            elif case == "report":
+                case_rows = report_rows(bench)
             else:
                 method = {"help": "help_env", "commit": "commit_model"}.get(case, case)
                 case_rows = getattr(bench, method)()

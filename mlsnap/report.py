@@ -32,7 +32,7 @@ _LOWER_IS_BETTER = re.compile(
     r"(^|[^a-z])(loss|losses|err|error|errors|mse|rmse|mae|mape|smape|nll|perplexity|ppl|wer|cer|"
     r"fpr|fnr|latency|time|duration|seconds|secs|ms|s|regret|distance|bpd|bpc)$")
 MAX_PACKAGE_CHANGES = 8  # package changes named per snapshot; the rest are counted
-MAX_FILE_NAMES = 5  # files named per changed directory artifact; the rest are counted
+MAX_FILE_NAMES = 3  # files named per changed directory artifact; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def collect(root: Path, entries: Sequence[LogEntry]) -> dict[str, Any]:
     return {
         "snapshots": snapshots,
         "names": sorted({e.name for e in entries}),
-        "params_differ": _differing(params, readable),
+        "params_differ": _differing(entries, params, readable),
         "metrics": metric_info,
         "curves": curves,
         "notes": curve_notes,
@@ -194,13 +194,17 @@ def _at_head(root: Path, head: str) -> set[tuple[str, str]]:
     return found
 
 
-def _differing(params: Sequence[dict[str, Any]], readable: Sequence[int]) -> list[str]:
-    """Params whose value is not the same in every readable snapshot (missing counts)."""
+def _differing(entries: Sequence[LogEntry], params: Sequence[dict[str, Any]],
+               readable: Sequence[int]) -> list[str]:
+    """Params that tell snapshots of one name apart (a missing value counts), as ``log``
+    chooses its columns: a param every snapshot of a name shares is left out."""
+    groups: dict[str, list[int]] = {}
+    for i in readable:
+        groups.setdefault(entries[i].name, []).append(i)
     keys = sorted({k for i in readable for k in params[i]})
-    missing = object()
     return [k for k in keys
-            if len({repr(params[i].get(k, missing)) if k in params[i] else "<missing>"
-                    for i in readable}) > 1]
+            if any(len({repr(params[i][k]) if k in params[i] else "<missing>" for i in group}) > 1
+                   for group in groups.values())]
 
 
 def _shared(m: Manifest | None, before: Manifest | None) -> dict[str, int] | None:

@@ -223,8 +223,22 @@ def _metrics_section(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def _options(labels: list[str]) -> str:
-    return "".join(f'<option value="{i}">{text(label)}</option>' for i, label in enumerate(labels))
+def _options(labels: list[str], chosen: int) -> str:
+    return "".join(f'<option value="{i}"{" selected" if i == chosen else ""}>{text(label)}'
+                   "</option>" for i, label in enumerate(labels))
+
+
+def _scatter_defaults(data: dict[str, Any]) -> tuple[int, int]:
+    """(param, metric) shown first: the metric most snapshots record, and the param most of
+    those snapshots record."""
+    metrics = data["metrics"]
+    m = max(range(len(metrics)), key=lambda n: (len(metrics[n]["values"]), -n))
+    having = {i for i, _ in metrics[m]["values"]}
+    snaps = data["snapshots"]
+    keys = data["params_differ"]
+    counts = [sum(1 for i in having if k in snaps[i]["params"]) for k in keys]
+    p = max(range(len(keys)), key=lambda n: (counts[n], -n))
+    return p, m
 
 
 def _scatter_section(data: dict[str, Any]) -> list[str]:
@@ -234,9 +248,11 @@ def _scatter_section(data: dict[str, Any]) -> list[str]:
             "no param differs between these snapshots." if data["params_differ"] == []
             else "no numeric metric.") + "</p></section>")
         return out
+    param, metric = _scatter_defaults(data)
     out.append(f'<div class="controls"><label>param: <select id="scatter-param">'
-               f'{_options(data["params_differ"])}</select></label><label>metric: '
-               f'<select id="scatter-metric">{_options([m["key"] for m in data["metrics"]])}'
+               f'{_options(data["params_differ"], param)}</select></label><label>metric: '
+               f'<select id="scatter-metric">'
+               f'{_options([m["key"] for m in data["metrics"]], metric)}'
                "</select></label></div>")
     out.append('<div class="chart" id="chart-scatter"></div></section>')
     return out
