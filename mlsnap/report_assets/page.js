@@ -92,7 +92,8 @@
       return Object.assign(row(p[0]), { step: p[1], value: p[2], path: p[3],
                                         series: snaps[p[0]].short + " " + p[3] });
     });
-    var x = { field: "step", type: "quantitative", title: "step", scale: { padding: 12 } };
+    var x = { field: "step", type: "quantitative", title: "step", scale: { padding: 12 },
+              axis: { tickMinStep: 1, format: "d" } };
     var y = { field: "value", type: "quantitative", title: c.key,
               scale: yScale(c.points.map(function (p) { return p[2]; })) };
     var color = { field: "series", type: "nominal", title: "snapshot and folder" };
