@@ -327,6 +327,7 @@ SESSIONS: dict[str, tuple[Callable[..., Scene], bool, list[str]]] = {
          "HEAD~1   # the baseline"),
     ]),
     "readme-history": (_variant("clone"), True, ["README.md: mlsnap log"]),
+    "readme-report": (_variant("tagged"), True, ["README.md: mlsnap report -o ../report.html"]),
     "log": (_variant("tagged"), True, [
         "docs/history.md: mlsnap log", "docs/history.md: mlsnap log -n 1 --json",
         "docs/history.md: mlsnap show model@v1.0.0 --json", "docs/history.md: mlsnap diff",

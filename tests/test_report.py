@@ -50,7 +50,6 @@ def require(*, page: bool = True) -> None:
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The module's project, built once, and one cache folder for the charting bundle."""
-    require(page=False)
     base = tmp_path_factory.mktemp("report")
     proj = build_project(base / "scene", base_env(base / "home"))
     return {"proj": proj, "cache": base / "cache"}
