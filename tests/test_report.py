@@ -147,6 +147,11 @@ def test_the_page_draws_every_snapshot_offline_and_its_controls_redraw(
         assert f"git checkout {e['short']} && mlsnap pull --name {e['name']}" in loaded.text
         assert f"mlsnap get {e['short']} --name {e['name']}" in loaded.text
         assert e["message"] in loaded.text
+    # Beside each snapshot: what it shares with, and changed since, the previous one.
+    first, resumed = CHECKPOINT_RUNS
+    added = resumed[1] - first[1]
+    assert re.search(rf"checkpoints/: {added} added \(step-0*{resumed[0]}-", loaded.text)
+    assert "unchanged since the previous snapshot" in loaded.text
     width, height, colours = found["click"].screenshot or (0, 0, 0)
     assert width == 1280 and height > 1500 and colours > 200  # charts and text, not blank
 
@@ -162,6 +167,7 @@ def test_a_hostile_clone_cannot_inject_script_or_markup(tmp_path: Path) -> None:
     doc["message"] = HOSTILE_MESSAGE
     doc["params"][HOSTILE_PARAM] = "x"
     doc["metrics"][HOSTILE_METRIC] = 0.5
+    doc["environment"]["python"] = "3.99.0"  # a change between neighbours, shown as one
     manifest.write_text(yaml.safe_dump(doc, sort_keys=False))
     git(up, "commit", "-qam", "mlsnap: model: hostile")
     git(up, "tag", HOSTILE_TAG)
@@ -192,6 +198,7 @@ def test_a_hostile_clone_cannot_inject_script_or_markup(tmp_path: Path) -> None:
     assert HOSTILE_PARAM in found.values["headers"]
     for hostile in (HOSTILE_MESSAGE, HOSTILE_METRIC, HOSTILE_TAG):
         assert hostile in found.text
+    assert re.search(r"environment: python [0-9.]+ -> 3\.99\.0", found.text)
     assert f"HEAD {HOSTILE_TAG}" in found.chart(f"{HOSTILE_METRIC} (").texts  # the label
 
 
