@@ -100,6 +100,13 @@ def cell(value: Any) -> str:
     return text(shown)
 
 
+def _shown(value: str) -> str:
+    """Recorded text for a chart (drawn as text, never as markup): control characters and
+    bidirectional overrides shown as escapes, as on a terminal; long values cut."""
+    shown = escape(value)
+    return shown if len(shown) <= MAX_TABLE_CELL else shown[:MAX_TABLE_CELL - 1] + "…"
+
+
 def script_json(value: Any) -> str:
     """JSON that can sit inside ``<script type="application/json">``: nothing in it can close
     the element or start a comment, whatever the recorded text holds."""
@@ -182,20 +189,22 @@ def chart_data(data: dict[str, Any]) -> dict[str, Any]:
         for s in snaps:
             if s["error"] is None and key in s["params"]:
                 v = s["params"][key]
-                values.append([s["i"], v if isinstance(v, (int, float, str)) and
-                               not isinstance(v, bool) else json.dumps(jsonable(v))])
-        params.append({"key": key, "values": values})
+                if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                    v = json.dumps(jsonable(v))
+                values.append([s["i"], _shown(v) if isinstance(v, str) else v])
+        params.append({"key": _shown(key), "values": values})
     by_metric: dict[str, list[list[Any]]] = {}
     for p in data["curves"]:
         by_metric.setdefault(p["metric"], []).append([p["s"], p["step"], p["value"], p["path"]])
     return {
         "snapshots": [{"i": s["i"], "commit": s["commit"], "short": s["short"],
-                       "name": s["name"], "created": s["created"], "message": s["message"],
-                       "tags": s["tags"], "head": s["head"]} for s in snaps],
-        "metrics": [{"key": m["key"], "best": m["best"], "values": m["values"]}
+                       "name": s["name"], "created": s["created"],
+                       "message": _shown(s["message"]), "tags": [_shown(t) for t in s["tags"]],
+                       "head": s["head"]} for s in snaps],
+        "metrics": [{"key": _shown(m["key"]), "best": m["best"], "values": m["values"]}
                     for m in data["metrics"]],
         "params": params,
-        "curve_metrics": [{"key": k, "points": v} for k, v in sorted(by_metric.items())],
+        "curve_metrics": [{"key": _shown(k), "points": v} for k, v in sorted(by_metric.items())],
         "sizes": [[s["i"], a["path"], a["size"]] for s in snaps for a in s["artifacts"]],
     }
 

@@ -284,6 +284,23 @@ def test_open_hands_the_file_to_the_web_browser(scene: Path, tmp_path: Path) -> 
     assert seen.read_text() == out.as_uri()
 
 
+def test_log_plot_draws_a_sparkline_per_name_oldest_first(scene: Path) -> None:
+    entries = log_of(scene)
+    lines = mlsnap(scene, "log", "--plot", "accuracy").stdout.splitlines()
+    values = [e["metrics"]["accuracy"] for e in reversed(entries) if e["name"] == "model"]
+    match = re.fullmatch(r"accuracy model: ([▁-█]+)  (\S+) \.\. (\S+) \((\d+) snapshot\(s\)\)",
+                         lines[-1])
+    assert match, lines[-1]
+    sparks = match.group(1)
+    assert len(sparks) == len(values) == int(match.group(4))
+    assert sparks[values.index(min(values))] == "▁" and sparks[values.index(max(values))] == "█"
+    assert float(match.group(2)) == pytest.approx(min(values), rel=1e-5)
+    assert float(match.group(3)) == pytest.approx(max(values), rel=1e-5)
+    assert lines[0].startswith("COMMIT") and len(lines) > len(entries)  # the table comes first
+    proc = mlsnap(scene, "log", "--plot", "accuracy", "--json", check=2)
+    assert "--plot draws under the table; it does not go with --json" in proc.stderr
+
+
 @pytest.mark.slow
 def test_a_thousand_snapshots_are_all_drawn(tmp_path: Path) -> None:
     """1,000 snapshots written straight into Git (benchmarks/history_case.py): every point on

@@ -51,6 +51,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "mlsnap log",
         "mlsnap log -n 5 --name model --json",
         "mlsnap log --all",
+        "mlsnap log --plot accuracy          # a sparkline per name under the table",
     ),
     "show": (
         "mlsnap show",

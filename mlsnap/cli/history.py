@@ -24,11 +24,16 @@ MIN_CELL = 6
               help="Snapshots reachable from every branch, tag and remote, not only HEAD.")
 @click.option("--json", "as_json", is_flag=True,
               help="A JSON array, one snapshot object per line.")
-def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> None:
+@click.option("--plot", "plot", default=None, metavar="METRIC",
+              help="After the table, a sparkline of METRIC per name, oldest to newest.")
+def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool,
+        plot: str | None) -> None:
     """Snapshots in history, newest first: commit, date, name, tags, message, params, metrics.
 
     The table shows the params that differ between the listed snapshots, and every metric.
     """
+    if plot is not None and as_json:
+        raise click.UsageError("--plot draws under the table; it does not go with --json")
     from mlsnap import history, workspace
 
     root = workspace.find_root()
@@ -51,8 +56,49 @@ def log(name: str | None, limit: int | None, all_refs: bool, as_json: bool) -> N
         say("no snapshots" + (f" named {name!r}" if name else "")
                    + ("" if all_refs else " reachable from HEAD (try --all)"))
         return
-    for line in log_table(entries, shutil.get_terminal_size((120, 24)).columns):
+    width = shutil.get_terminal_size((120, 24)).columns
+    for line in log_table(entries, width):
         say(line)
+    if plot is not None:
+        for line in plot_lines(entries, plot, width):
+            say(line)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """One block character per value, from ▁ (the smallest) to █ (the largest)."""
+    low, high = min(values), max(values)
+    if high == low:
+        return SPARKS[3] * len(values)
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[round((v - low) / (high - low) * top)] for v in values)
+
+
+def plot_lines(entries: Sequence[Any], metric: str, width: int) -> list[str]:
+    """``METRIC name: ▁▃▇█ min .. max (n snapshots)`` per name, oldest to newest; the newest
+    values when the terminal is too narrow for all."""
+    import math
+
+    from mlsnap.compare import flatten
+    from mlsnap.params import is_number
+
+    series: dict[str, list[float]] = {}
+    for e in reversed(entries):  # oldest first
+        value: Any = flatten(e.metrics).get(metric)
+        if is_number(value) and math.isfinite(float(value)):
+            series.setdefault(e.name, []).append(float(value))
+    if not series:
+        return [f"no snapshot here records a number for {_cell(metric)}"]
+    lines = []
+    for snap_name, values in sorted(series.items()):
+        head = f"{_cell(metric)} {_cell(snap_name)}: "
+        tail = f"  {_cell(min(values))} .. {_cell(max(values))} ({len(values)} snapshot(s))"
+        room = max(8, width - len(head) - len(tail))
+        shown = values[-room:]
+        lines.append(head + ("…" if len(shown) < len(values) else "") + sparkline(shown) + tail)
+    return lines
 
 
 def _json_line(value: dict[str, Any]) -> str:
