@@ -241,6 +241,22 @@ def test_bad_input_is_one_line_and_keeps_the_previous_report(scene: Path, tmp_pa
     assert not (empty / "mlsnap-report.html").exists()
 
 
+def test_a_kill_while_writing_leaves_the_previous_report_and_no_partial_file(
+        scene: Path, tmp_path: Path) -> None:
+    require(page=False)
+    out = tmp_path / "report.html"
+    out.write_text("the previous report\n")
+    proc = mlsnap(scene, "report", "-o", str(out), env={"MLSNAP_FAULT_AT": "report-written"},
+                  check=None)
+    assert proc.returncode == -9  # SIGKILL once the new page is on disk under a temporary name
+    assert out.read_text() == "the previous report\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".mlsnap-tmp-")]
+    mlsnap(scene, "log", "-n", "1")  # any next command clears what the killed one left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "report.html"]
+    mlsnap(scene, "report", "-o", str(out))
+    assert out.read_text().startswith("<!DOCTYPE html>")
+
+
 def rows(page: str) -> list[str]:
     return re.findall(r'<tr id="snap-([0-9a-f]{40})">', page)
 
