@@ -25,22 +25,29 @@
   function labelOf(s) {
     return (s.head ? ["HEAD"] : []).concat(s.tags).join(" ");
   }
-  function xEncoding() {
+  function xEncoding(rows) {
     if (state.x === "date") {
       return { field: "date", type: "temporal", title: "snapshot date (UTC)",
                scale: { padding: 12 } };
     }
+    // Half a step of room on either side, so the first and last points clear the axes.
+    var orders = rows.map(function (r) { return r.order; });
+    var lo = Math.min.apply(null, orders), hi = Math.max.apply(null, orders);
+    var pad = Math.max(0.5, (hi - lo) * 0.02);
     return { field: "order", type: "quantitative", title: "snapshot (oldest first)",
-             axis: { tickMinStep: 1, format: "d" }, scale: { zero: false, padding: 12 } };
+             axis: { tickMinStep: 1, format: "d" },
+             scale: { zero: false, nice: false, domain: [lo - pad, hi + pad] } };
   }
   function yScale(values, zero) {
     if (!state.log) return { zero: Boolean(zero), padding: 8 };
     return { type: values.every(function (v) { return v > 0; }) ? "log" : "symlog",
              padding: 8 };
   }
-  function points(encoding, extra) {
-    return Object.assign({ name: "points", mark: { type: "point", filled: true, size: 60 },
-                           encoding: encoding }, extra || {});
+  function points(encoding, count) {
+    // Smaller marks when there are many, so 1,000 snapshots still read as a curve.
+    var size = count > 300 ? 14 : count > 60 ? 30 : 60;
+    return { name: "points", mark: { type: "point", filled: true, size: size },
+             encoding: encoding };
   }
   function base(rows, layers, height) {
     return { $schema: "https://vega.github.io/schema/vega-lite/v6.json", width: "container",
@@ -57,14 +64,16 @@
     var y = { field: "value", type: "quantitative", title: m.key,
               scale: yScale(m.values.map(function (p) { return p[1]; })) };
     var color = { field: "name", type: "nominal", title: "snapshot name" };
+    var x = xEncoding(rows);
     return base(rows, [
-      { mark: { type: "line", opacity: 0.35 }, encoding: { x: xEncoding(), y: y, color: color } },
-      points({ x: xEncoding(), y: y, color: color,
+      { mark: { type: "line", opacity: 0.35 }, encoding: { x: x, y: y, color: color } },
+      points({ x: x, y: y, color: color,
                shape: { field: "kind", type: "nominal", scale: SHAPES, title: "mark" },
-               tooltip: TIP.concat([{ field: "value", title: m.key, format: ".6~g" }]) }),
+               tooltip: TIP.concat([{ field: "value", title: m.key, format: ".6~g" }]) },
+             rows.length),
       { transform: [{ filter: "datum.label != ''" }],
         mark: { type: "text", dy: -11, fontSize: 10, color: "#59636e" },
-        encoding: { x: xEncoding(), y: y, text: { field: "label" } } }
+        encoding: { x: x, y: y, text: { field: "label" } } }
     ]);
   }
 
@@ -84,7 +93,8 @@
                                                        title: "snapshot name" },
       shape: { field: "kind", type: "nominal", scale: SHAPES, title: "mark" },
       tooltip: TIP.concat([{ field: "param", title: p.key },
-                           { field: "value", title: m.key, format: ".6~g" }]) })], 300);
+                           { field: "value", title: m.key, format: ".6~g" }]) },
+                                rows.length)], 300);
   }
 
   function curveSpec(c) {
@@ -101,7 +111,8 @@
       { mark: { type: "line", opacity: 0.5 }, encoding: { x: x, y: y, color: color } },
       points({ x: x, y: y, color: color,
                tooltip: TIP.concat([{ field: "path", title: "folder" }, { field: "step" },
-                                    { field: "value", title: c.key, format: ".6~g" }]) })
+                                    { field: "value", title: c.key, format: ".6~g" }]) },
+             rows.length)
     ]);
   }
 
@@ -112,11 +123,13 @@
     var y = { field: "size", type: "quantitative", title: "bytes", axis: { format: "~s" },
               scale: yScale(data.sizes.map(function (p) { return p[2]; }), true) };
     var color = { field: "path", type: "nominal", title: "artifact" };
+    var x = xEncoding(rows);
     return base(rows, [
-      { mark: { type: "line", opacity: 0.35 }, encoding: { x: xEncoding(), y: y, color: color } },
-      points({ x: xEncoding(), y: y, color: color,
+      { mark: { type: "line", opacity: 0.35 }, encoding: { x: x, y: y, color: color } },
+      points({ x: x, y: y, color: color,
                tooltip: TIP.concat([{ field: "path", title: "artifact" },
-                                    { field: "size", title: "bytes", format: "," }]) })
+                                    { field: "size", title: "bytes", format: "," }]) },
+             rows.length)
     ]);
   }
 
