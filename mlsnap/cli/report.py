@@ -20,13 +20,12 @@ def report(revs: tuple[str, ...], name: str | None, out: str | None, open_it: bo
     Without REV: every snapshot reachable from HEAD (of NAME with --name). The page loads
     nothing from the network; it needs `pip install 'mlsnap[report]'`.
     """
-    from mlsnap.fsutil import human_size
     from mlsnap.report import report as write_report
 
     result = write_report(revs, name, out)
     say(f"wrote {result.path}: {result.snapshots} snapshot(s) of {', '.join(result.names)}, "
         f"{len(result.metrics)} metric(s), {result.curve_points} learning-curve point(s), "
-        f"{human_size(result.size)}")
+        f"{result.size / 1e6:.1f} MB")
     for note in result.notes:
         say(f"  note: {note}", err=True)
     if open_it:
