@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo, history, journal, report_curves, workspace
+from mlsnap import gitrepo, history, report_curves, workspace, writers
 from mlsnap.compare import file_changes, flatten
 from mlsnap.errors import BadInput, NoSnapshot
 from mlsnap.history import LogEntry
@@ -71,8 +71,8 @@ def report(revs: Sequence[str] = (), name: str | None = None,
     data["version"] = __version__
     page = report_html.render(data, library)
     # A kill while writing leaves a temporary file beside ``dest``: the mark tells the next
-    # mlsnap command in this repository to delete it (``journal.mark_writer``).
-    mark = journal.mark_writer(root, dest.parent)
+    # mlsnap command in this repository to delete it (``writers.mark_writer``).
+    mark = writers.mark_writer(root, dest.parent)
     try:
         atomic_write(dest, page.encode(), fault_step="report-written")
     finally:

@@ -18,9 +18,9 @@ from typing import Any
 
 from mlsnap.compare import dir_listing
 from mlsnap.history import LogEntry
-from mlsnap.manifest import YamlRefused, parse_yaml
 from mlsnap.params import is_number
 from mlsnap.pathsafety import MD5_RE
+from mlsnap.safeyaml import YamlRefused, parse_yaml
 
 INDEX_NAME = "index.yaml"  # mlsnap.checkpoint.INDEX_NAME (not imported: it imports PyYAML's dumper)
 INDEX_SCHEMA = 1
