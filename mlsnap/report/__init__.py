@@ -3,9 +3,9 @@
 The snapshots come from history exactly as ``mlsnap log`` reads them (one ``git log`` walk, one
 batched ``git cat-file``, the parse cache by blob id): nothing is checked out and DVC is not
 imported. Learning curves come from the Checkpointer indexes inside directory artifacts, read
-from the local DVC cache by hash (``report_curves``). Everything recorded is untrusted: the data
+from the local DVC cache by hash (``report.curves``). Everything recorded is untrusted: the data
 reaches the page as escaped HTML and as JSON inside a non-executable script element
-(``report_html``).
+(``report.page``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo, history, report_curves, workspace, writers
+from mlsnap import gitrepo, history, workspace, writers
 from mlsnap.compare import file_changes, flatten
 from mlsnap.errors import BadInput, NoSnapshot
 from mlsnap.history import LogEntry
@@ -52,8 +52,9 @@ def report(revs: Sequence[str] = (), name: str | None = None,
            out: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> ReportResult:
     """Write the report of the snapshots at ``revs`` (default: every snapshot reachable from
     HEAD, of ``name`` when given) to ``out`` (default ``mlsnap-report.html``)."""
-    from mlsnap import __version__, report_html
+    from mlsnap import __version__
     from mlsnap.fsutil import atomic_write
+    from mlsnap.report import page as report_page
 
     here = cwd or Path.cwd()
     root = workspace.find_root(here)
@@ -61,7 +62,7 @@ def report(revs: Sequence[str] = (), name: str | None = None,
         workspace.check_name(name)
     dest = Path(os.path.normpath(here / (out if out is not None else DEFAULT_FILE)))
     _check_destination(dest)
-    library = report_html.charting_library()  # before any work: one line if it is missing
+    library = report_page.charting_library()  # before any work: one line if it is missing
     entries, notes = select(root, revs, name)
     if not entries:
         raise NoSnapshot((f"named {name!r} " if name else "") + "reachable from HEAD")
@@ -69,7 +70,7 @@ def report(revs: Sequence[str] = (), name: str | None = None,
     data["notes"] = notes + data["notes"]
     data["title"] = root.name
     data["version"] = __version__
-    page = report_html.render(data, library)
+    page = report_page.render(data, library)
     # A kill while writing leaves a temporary file beside ``dest``: the mark tells the next
     # mlsnap command in this repository to delete it (``writers.mark_writer``).
     mark = writers.mark_writer(root, dest.parent)
@@ -179,7 +180,9 @@ def collect(root: Path, entries: Sequence[LogEntry]) -> dict[str, Any]:
             "best_snapshots": [i for i, v in present if v == best],
             "values": [[i, v] for i, v in present],
         })
-    curves, curve_notes = report_curves.curves(root, entries)
+    from mlsnap.report.curves import curves as learning_curves
+
+    curves, curve_notes = learning_curves(root, entries)
     return {
         "snapshots": snapshots,
         "names": sorted({e.name for e in entries}),

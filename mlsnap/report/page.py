@@ -125,7 +125,7 @@ def _digest(script: str) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files("mlsnap").joinpath("report_assets", name).read_text(encoding="utf-8")
+    return resources.files("mlsnap.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- the page
