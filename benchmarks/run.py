@@ -23,8 +23,8 @@ from benchmarks.cases import Bench, Sizes
 from benchmarks.gc_case import gc_rows
 from benchmarks.harness import Row, Shell, isolated_env, table, tool
 from benchmarks.history_case import log_rows
-from benchmarks.repro_case import repro_rows
 from benchmarks.report_case import report_rows
+from benchmarks.repro_case import repro_rows
 
 CASES = ("help", "commit", "recommit", "dataset", "pull", "log", "gc", "repro", "rss", "report")
 
