@@ -89,7 +89,11 @@ def test_the_page_draws_every_snapshot_offline_and_its_controls_redraw(
     assert tree_digest(scene) == before and git(scene, "status", "--porcelain") == status
 
     def click_first_point(page: Any) -> None:
-        page.locator(".chart[data-metric] g.points_marks path").first.click(force=True)
+        point = page.locator(".chart[data-metric] g.points_marks path").first
+        point.hover(force=True)
+        page.wait_for_selector("#vg-tooltip-element.visible", timeout=10_000)
+        page.evaluate("window.__tip = document.querySelector('#vg-tooltip-element').textContent")
+        point.click(force=True)
 
     steps = {
         "log": lambda page: browser.redraw(page, lambda: page.check("#log-scale")),
@@ -100,6 +104,7 @@ def test_the_page_draws_every_snapshot_offline_and_its_controls_redraw(
     }
     probe = {
         "hash": "location.hash",
+        "tip": "window.__tip",
         "params_header": "Array.from(document.querySelectorAll('#params th'))"
                          ".map(t => t.textContent)",
         "best": "Array.from(document.querySelectorAll('#params td.best')).map(t => t.textContent)",
@@ -132,10 +137,11 @@ def test_the_page_draws_every_snapshot_offline_and_its_controls_redraw(
     both = [e for e in entries if "lr" in e["params"] and "val_loss" in e["metrics"]]
     assert scatter["scatter"].points == len(both) == len(CHECKPOINT_RUNS)
 
-    # A click on the oldest model snapshot's point leads to its row.
-    oldest = [e for e in entries if e["name"] == "model"][-1]
+    # A click on a point leads to the row of the snapshot its tooltip names.
     values = found["click"].values
-    assert values["hash"] == f"#snap-{oldest['commit']}"
+    clicked = [e for e in entries if values["hash"] == f"#snap-{e['commit']}"]
+    assert len(clicked) == 1 and clicked[0]["name"] == "model", values["hash"]
+    assert f"commit{clicked[0]['short']}" in values["tip"].replace(" ", ""), values["tip"]
     # Only params that differ within a name get a column; each metric's best is highlighted.
     assert {"epochs", "lr"} <= set(values["params_header"])
     assert "optimizer" not in values["params_header"]  # adam in every model snapshot
