@@ -329,6 +329,8 @@ class Checkpointer:
 
         if not distributed.world().leader:
             return None  # only rank 0 takes snapshots
+        # The snapshot records the index: it must name no pending (half-removed) checkpoint.
+        self._recover()
         latest = _newest(self.checkpoints())
         recorded = {**(latest.metrics if latest else {}), **_plain_metrics(metrics or {})}
         if latest is not None:

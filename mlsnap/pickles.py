@@ -116,11 +116,57 @@ def scan_file(file: Path, path: str) -> FileVerdict:
         try:
             result = scanner.scan_bytes(stream, path, ext)
         except Exception as exc:  # noqa: BLE001 - a crafted file may break the scanner itself
+            if _stops_before_any_import(file, ext):
+                return FileVerdict(path, CLEAN)  # random bytes: the unpickler stops there too
             return FileVerdict(path, DANGEROUS,
                                (f"unreadable by the scanner ({type(exc).__name__})",))
     bad = sorted({_spell(g.module, g.name) for g in result.globals
                   if g.safety == scanner.SafetyLevel.Dangerous})
     return FileVerdict(path, DANGEROUS if bad else CLEAN, tuple(bad))
+
+
+# The opcodes that bring a Python object that can be called onto the unpickler's stack (an
+# import, or the copyreg extension registry); every other opcode builds plain data, so a call
+# (REDUCE, BUILD, OBJ, NEWOBJ) before one of these has nothing to call and fails.
+_CALLING = {"GLOBAL", "STACK_GLOBAL", "INST", "EXT1", "EXT2", "EXT4"}
+
+
+def _stops_before_any_import(file: Path, ext: str) -> bool:
+    """Whether a plain (not zip, not NumPy) file the scanner could not read is no pickle at all:
+    its opcodes break off before any opcode that imports an object. The unpickler reads
+    the same opcodes in the same order and stops at the same place, so nothing could run.
+    Zips and NumPy files hold pickles inside: one that breaks the scanner stays refused."""
+    import pickletools
+    import zipfile
+
+    if ext in (".npy", ".npz") or zipfile.is_zipfile(file):
+        return False
+    try:
+        with open(file, "rb") as stream:
+            before = 0  # opcodes read so far that may have pushed a value
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST") and not _importable_name(arg):
+                    return True  # the unpickler's import of that name fails: it stops here
+                if opcode.name == "STACK_GLOBAL" and before < 2:
+                    return True  # it pops a module and a name that are not there: it stops
+                if opcode.name.startswith("EXT") and isinstance(arg, int) and arg <= 0:
+                    return True  # no extension code is below 1: the unpickler refuses it
+                if opcode.name in _CALLING:
+                    return False
+                if opcode.name not in ("PROTO", "FRAME"):
+                    before += 1
+                if opcode.name == "STOP":
+                    return False  # a whole pickle the scanner could not judge: refuse it
+    except Exception:  # noqa: BLE001 - the point where the bytes stop being a pickle
+        return True
+    return False
+
+
+def _importable_name(arg: object) -> bool:
+    """Whether GLOBAL's "module name" argument could name a real object (dotted identifiers)."""
+    parts = str(arg).split(" ")
+    return len(parts) == 2 and all(
+        piece.isidentifier() for part in parts for piece in part.split("."))
 
 
 def scan_files(files: Iterable[tuple[Path, str]]) -> list[FileVerdict]:

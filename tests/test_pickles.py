@@ -215,3 +215,23 @@ def test_a_broken_pickles_record_is_refused_in_one_line(project: Path) -> None:
     err = mlsnap(project, "show", check=1).stderr
     assert err.startswith("Error: .mlsnap/model.yaml: invalid manifest: pickles.files[0].verdict")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_random_bytes_that_break_the_scanner_are_no_pickle_and_pass(tmp_path: Path) -> None:
+    """Some random byte strings make picklescan itself raise (a bad opcode argument): they are
+    not pickles, so nothing in them can run; a pickle that imports os.system and then breaks
+    off the same way stays dangerous."""
+    import random
+
+    from mlsnap.pickles import scan_file
+
+    broken = [random.Random(seed).randbytes(random.Random(seed).randint(1, 5000))
+              for seed in (100, 227)]  # found by scanning seeds 0-299: these two raise
+    for i, data in enumerate(broken):
+        path = tmp_path / f"r{i}.bin"
+        path.write_bytes(data)
+        assert scan_file(path, f"r{i}.bin").verdict == "clean"
+    evil = tmp_path / "evil.bin"
+    evil.write_bytes(b"cos\nsystem\n(S'true'\ntR" + broken[0])
+    verdict = scan_file(evil, "evil.bin")
+    assert verdict.verdict == "dangerous" and "os.system" in " ".join(verdict.imports)
