@@ -125,17 +125,20 @@ def scan_file(file: Path, path: str) -> FileVerdict:
     return FileVerdict(path, DANGEROUS if bad else CLEAN, tuple(bad))
 
 
-# The opcodes that bring a Python object that can be called onto the unpickler's stack (an
-# import, or the copyreg extension registry); every other opcode builds plain data, so a call
-# (REDUCE, BUILD, OBJ, NEWOBJ) before one of these has nothing to call and fails.
-_CALLING = {"GLOBAL", "STACK_GLOBAL", "INST", "EXT1", "EXT2", "EXT4"}
+# Opcodes that can leave a text on the unpickler's stack (a module or a name for
+# STACK_GLOBAL): a string push, or a read of the memo, which may hold one.
+_TEXT = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+         "BINUNICODE8", "GET", "BINGET", "LONG_BINGET"}
 
 
 def _stops_before_any_import(file: Path, ext: str) -> bool:
     """Whether a plain (not zip, not NumPy) file the scanner could not read is no pickle at all:
-    its opcodes break off before any opcode that imports an object. The unpickler reads
+    its opcodes break off before any opcode that could import an object. The unpickler reads
     the same opcodes in the same order and stops at the same place, so nothing could run.
-    Zips and NumPy files hold pickles inside: one that breaks the scanner stays refused."""
+    Imports: GLOBAL/INST of a real dotted name, STACK_GLOBAL once a text may be on the stack.
+    An extension code (EXT*) names an object only in a process that registered it with
+    copyreg, which Python, NumPy and torch do not. Zips and NumPy files hold pickles inside:
+    one that breaks the scanner stays refused."""
     import pickletools
     import zipfile
 
@@ -143,20 +146,15 @@ def _stops_before_any_import(file: Path, ext: str) -> bool:
         return False
     try:
         with open(file, "rb") as stream:
-            before = 0  # opcodes read so far that may have pushed a value
+            texts = 0  # STACK_GLOBAL pops two: a module and a name
             for opcode, arg, _ in pickletools.genops(stream):
-                if opcode.name in ("GLOBAL", "INST") and not _importable_name(arg):
-                    return True  # the unpickler's import of that name fails: it stops here
-                if opcode.name == "STACK_GLOBAL" and before < 2:
-                    return True  # it pops a module and a name that are not there: it stops
-                if opcode.name.startswith("EXT") and isinstance(arg, int) and arg <= 0:
-                    return True  # no extension code is below 1: the unpickler refuses it
-                if opcode.name in _CALLING:
+                if opcode.name in ("GLOBAL", "INST") and _importable_name(arg):
                     return False
-                if opcode.name not in ("PROTO", "FRAME"):
-                    before += 1
+                if opcode.name == "STACK_GLOBAL" and texts >= 2:
+                    return False
                 if opcode.name == "STOP":
-                    return False  # a whole pickle the scanner could not judge: refuse it
+                    return True  # the end, and nothing was imported on the way
+                texts += opcode.name in _TEXT
     except Exception:  # noqa: BLE001 - the point where the bytes stop being a pickle
         return True
     return False
