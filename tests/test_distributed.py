@@ -452,8 +452,8 @@ def test_sigkill_at_random_moments_never_breaks_the_index_and_resumes_bit_identi
 LIGHTNING = Path(__file__).resolve().parent / "lightning_ddp.py"
 
 
-def lightning_run(out: Path, max_steps: int) -> list[dict[str, Any]]:
-    proc = subprocess.run([sys.executable, str(LIGHTNING), str(out), str(max_steps)],
+def lightning_run(out: Path, max_steps: int, strategy: str) -> list[dict[str, Any]]:
+    proc = subprocess.run([sys.executable, str(LIGHTNING), str(out), str(max_steps), strategy],
                           capture_output=True, text=True, env={**os.environ, **ENV}, timeout=600,
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
@@ -462,20 +462,35 @@ def lightning_run(out: Path, max_steps: int) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_lightning_ddp_saves_once_per_due_step_and_resumes_on_both_ranks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_lightning_saves_once_per_due_step_and_resumes_on_both_ranks(tmp_path: Path,
+                                                                     strategy: str) -> None:
+    """``ddp``: Lightning's DDPStrategy, rank 0 writes a file. ``fsdp``: FSDP2 through Lightning's
+    ModelParallelStrategy (its FSDPStrategy refuses a CPU), every rank writes its DCP part."""
     if os.environ.get("MLSNAP_REQUIRE_TORCH") != "1":
         pytest.importorskip("lightning")
     out = tmp_path / "ck"
-    first = lightning_run(out, 6)
+    first = lightning_run(out, 6, strategy)
     assert [d["rank"] for d in first] == [0, 1]
     assert first[0]["last"] == first[1]["last"] == first[0]["latest"] == first[1]["latest"]
     assert [e["step"] for e in index(out)] == [4, 6]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["index.yaml", *(e["name"] for e in index(out))])
-    again = lightning_run(out, 10)
+    again = lightning_run(out, 10, strategy)
     assert {d["resumed"] for d in again} == {first[0]["latest"]}
     assert {d["global_step"] for d in again} == {10}
     assert again[0]["latest"] == again[1]["latest"] == index(out)[-1]["name"]
     assert [e["step"] for e in index(out)] == [8, 10]
-    saved = torch.load(out / index(out)[-1]["name"], weights_only=False)
-    assert saved["global_step"] == 10 and saved["optimizer_states"]
+    last = out / index(out)[-1]["name"]
+    assert tree_hash(last)[0] == index(out)[-1]["md5"]
+    if strategy == "ddp":
+        saved = torch.load(last, weights_only=False)
+        assert saved["global_step"] == 10 and saved["optimizer_states"]
+        return
+    from torch.distributed.checkpoint import FileSystemReader
+
+    assert sorted(p.name for p in last.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    meta = FileSystemReader(str(last)).read_metadata()
+    weight = meta.state_dict_metadata["state_dict.net.0.weight"]
+    assert list(weight.size) == [8, 4] and len(weight.chunks) == 2  # one half on each rank
+    assert torch.load(last / "meta.pt", weights_only=False)["global_step"] == 10
