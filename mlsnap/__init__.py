@@ -67,7 +67,7 @@ _LAZY = {
     "StatusReport": "mlsnap.restore",
     "LogEntry": "mlsnap.history",
     "TagResult": "mlsnap.history",
-    "GetResult": "mlsnap.history",
+    "GetResult": "mlsnap.retrieve",
     "SnapshotDiff": "mlsnap.compare",
     "GcResult": "mlsnap.retention",
     "Manifest": "mlsnap.manifest",
@@ -97,11 +97,12 @@ if TYPE_CHECKING:
     from mlsnap.checkpoint import Checkpoint, Checkpointer
     from mlsnap.compare import SnapshotDiff
     from mlsnap.errors import MlsnapError
-    from mlsnap.history import GetResult, LogEntry, TagResult
+    from mlsnap.history import LogEntry, TagResult
     from mlsnap.manifest import Manifest
     from mlsnap.reprocheck import Certificate
     from mlsnap.restore import PullResult, StatusReport
     from mlsnap.retention import GcResult
+    from mlsnap.retrieve import GetResult
     from mlsnap.runner import RunResult
     from mlsnap.snapshot import CommitResult, InitResult
 

@@ -20,7 +20,8 @@ from mlsnap.snapshot import CommitResult, InitResult
 
 if TYPE_CHECKING:
     from mlsnap.compare import SnapshotDiff
-    from mlsnap.history import GetResult, LogEntry, TagResult
+    from mlsnap.history import LogEntry, TagResult
+    from mlsnap.retrieve import GetResult
 
 PathLike = str | os.PathLike[str]
 
@@ -151,11 +152,11 @@ def get(rev: str, *, name: str | None = None, out: PathLike | None = None,
 
     A relative ``out`` starts at ``repo`` (default: the current directory).
     """
-    from mlsnap import history
+    from mlsnap import retrieve
 
     cwd = _cwd(repo)
-    return history.get(rev, name, os.fspath(out) if out is not None else None, jobs=jobs,
-                       cwd=cwd, allow_unsafe_pickle=allow_unsafe_pickle)
+    return retrieve.get(rev, name, os.fspath(out) if out is not None else None, jobs=jobs,
+                        cwd=cwd, allow_unsafe_pickle=allow_unsafe_pickle)
 
 
 def gc(*, name: str | None = None, keep_last: int | None = None,

@@ -22,20 +22,21 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import yaml
-
-from mlsnap import pathsafety
-from mlsnap.checkpoint_files import (
-    _existing,
-    _fsync_tree,
-    _remove,
-    _walk_files,
-    _writer_alive,
-    tree_hash,
+from mlsnap.checkpoint_files import _existing, _fsync_tree, _remove, tree_hash
+from mlsnap.checkpoint_index import (
+    INDEX_NAME,
+    Checkpoint,
+    Index,
+    free_name,
+    looks_intact,
+    newest,
+    plain_metrics,
+    read_index,
+    recover,
+    write_index,
 )
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError
 from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point, fsync_dir
@@ -44,47 +45,10 @@ from mlsnap.params import is_number
 if TYPE_CHECKING:
     from mlsnap.snapshot import CommitResult
 
-INDEX_NAME = "index.yaml"
-INDEX_SCHEMA = 1
-_NAME_RE = re.compile(r"^step-\d{6,}-\d{8}T\d{6}Z(-\d+)?(\.[A-Za-z0-9_-]+)*$")
 _SUFFIX_RE = re.compile(r"^(\.[A-Za-z0-9_-]+)*$")
 
 SaveFn = Callable[[Path], Any]
-RNG_SUFFIX = ".rng.json"  # beside a checkpoint saved with rng=True: every rank's RNG states
 
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One kept checkpoint: ``path`` is the file or folder ``save_fn`` wrote."""
-
-    name: str
-    step: int
-    time: str  # UTC, ISO 8601
-    metrics: dict[str, Any] = field(compare=False)
-    md5: str  # DVC's hash: md5 of the bytes, or "<md5>.dir" for a folder
-    size: int
-    nfiles: int
-    path: Path = field(compare=False)
-    rng: bool = field(default=False, compare=False)  # RNG states saved beside it (rng_path)
-
-    @property
-    def rng_path(self) -> Path:
-        return self.path.with_name(self.name + RNG_SUFFIX)
-
-    def files(self) -> list[str]:
-        return [self.name, self.name + RNG_SUFFIX] if self.rng else [self.name]
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = {"name": self.name, "step": self.step, "time": self.time,
-               "metrics": dict(self.metrics), "md5": self.md5, "size": self.size,
-               "nfiles": self.nfiles}
-        return {**doc, "rng": True} if self.rng else doc
-
-
-@dataclass
-class _Index:
-    entries: list[Checkpoint]  # in save order: the last one is the newest
-    pending: list[str]  # names that may exist on disk but must not be trusted
 
 
 class _Slot(NamedTuple):
@@ -92,7 +56,7 @@ class _Slot(NamedTuple):
 
     name: str
     tmp: Path
-    listing: _Index
+    listing: Index
     stamp: time.struct_time
 
 
@@ -184,13 +148,13 @@ class Checkpointer:
 
     def checkpoints(self) -> list[Checkpoint]:
         """Kept checkpoints whose files are present with the recorded size, oldest first."""
-        return [c for c in self._read().entries if _looks_intact(c)]
+        return [c for c in self._read().entries if looks_intact(c)]
 
     def latest(self) -> Checkpoint | None:
         """The newest intact checkpoint, or None (under torch.distributed: rank 0's, on every rank)."""
         from mlsnap import distributed
 
-        return distributed.agree(self, "latest()", lambda: _newest(self.checkpoints()))
+        return distributed.agree(self, "latest()", lambda: newest(self.checkpoints()))
 
     def best(self) -> Checkpoint | None:
         """The intact checkpoint with the best ``monitor`` value, or None."""
@@ -255,7 +219,7 @@ class Checkpointer:
                                 self.rng if rng is None else rng)
 
     def _values(self, step: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
-        values = _plain_metrics(metrics)
+        values = plain_metrics(metrics)
         if self.keep_best and not is_number(values.get(self.monitor)):
             raise BadInput(f"save(step={step})", f"metrics lack a number for {self.monitor!r}, "
                            f"which keep_best={self.keep_best} ranks by; pass it in metrics")
@@ -264,10 +228,10 @@ class Checkpointer:
     def _begin(self, step: int) -> _Slot:
         """Clear what a killed run left, then choose the new checkpoint's name."""
         self._mark_writer()
-        self._recover()
+        recover(self.directory)
         index = self._read()
         stamp = time.gmtime()
-        name = self._free_name(step, stamp, index)
+        name = free_name(self.directory, step, stamp, index, self.suffix)
         return _Slot(name, self.directory / f"{TMP_PREFIX}{os.getpid()}-{name}", index, stamp)
 
     def _end(self, slot: _Slot, step: int, values: dict[str, Any],
@@ -286,7 +250,7 @@ class Checkpointer:
             return None
         dropped = [n for c in index.entries if c not in kept for n in c.files()]
         try:
-            self._write_index(_Index(index.entries, ckpt.files()))
+            self._write_index(Index(index.entries, ckpt.files()))
             if rng_doc is not None:
                 atomic_write(ckpt.rng_path, rng_doc)
             fault_point("checkpoint-before-rename")
@@ -296,13 +260,13 @@ class Checkpointer:
             raise
         fsync_dir(self.directory)
         fault_point("checkpoint-after-rename")
-        self._write_index(_Index(kept, _existing(self.directory, dropped)),
+        self._write_index(Index(kept, _existing(self.directory, dropped)),
                           fault_step="checkpoint-index-temp")
         fault_point("checkpoint-before-delete")
         for dead in dropped:
             _remove(self.directory / dead)
         if dropped:  # leave a clean index behind (it is what a snapshot records)
-            self._write_index(_Index(kept, []))
+            self._write_index(Index(kept, []))
         self._saved_since_commit += 1
         if self.snapshot and self.snapshot_every and self._saved_since_commit >= self.snapshot_every:
             self._snapshot_during_training()
@@ -330,9 +294,9 @@ class Checkpointer:
         if not distributed.world().leader:
             return None  # only rank 0 takes snapshots
         # The snapshot records the index: it must name no pending (half-removed) checkpoint.
-        self._recover()
-        latest = _newest(self.checkpoints())
-        recorded = {**(latest.metrics if latest else {}), **_plain_metrics(metrics or {})}
+        recover(self.directory)
+        latest = newest(self.checkpoints())
+        recorded = {**(latest.metrics if latest else {}), **plain_metrics(metrics or {})}
         if latest is not None:
             recorded.setdefault("step", latest.step)
         result = api.commit(
@@ -376,15 +340,6 @@ class Checkpointer:
         keep |= {c.name for c in self._ranked(entries)[:self.keep_best]}
         return [c for c in entries if c.name in keep]
 
-    def _free_name(self, step: int, stamp: time.struct_time, index: _Index) -> str:
-        base = f"step-{step:06d}-{time.strftime('%Y%m%dT%H%M%SZ', stamp)}"
-        taken = {c.name for c in index.entries} | set(index.pending)
-        name, n = base + self.suffix, 0
-        while name in taken or os.path.lexists(self.directory / name):
-            n += 1
-            name = f"{base}-{n}{self.suffix}"
-        return name
-
     def _write(self, tmp: Path, save_fn: SaveFn) -> tuple[str, int, int]:
         """Run ``save_fn`` on the temporary name, make its bytes durable, hash them."""
         try:
@@ -398,85 +353,12 @@ class Checkpointer:
             _remove(tmp)
             raise
 
-    def _read(self) -> _Index:
-        return _read_index(self.directory)
+    def _read(self) -> Index:
+        return read_index(self.directory)
 
-    def _write_index(self, index: _Index, fault_step: str | None = None) -> None:
-        doc = {"mlsnap-checkpoints": INDEX_SCHEMA,
-               "checkpoints": [c.to_dict() for c in index.entries],
-               "pending": list(index.pending)}
-        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-        atomic_write(self.index_path, text.encode(), fault_step=fault_step)
+    def _write_index(self, index: Index, fault_step: str | None = None) -> None:
+        write_index(self.directory, index, fault_step)
 
-    def _recover(self) -> None:
-        """Finish what a killed run (or a failed save) left: temporaries, names marked pending.
-
-        Only ``save`` calls this: readers never delete, so they can watch a running training.
-        """
-        for entry in self.directory.iterdir():
-            if entry.name.startswith(TMP_PREFIX) and not _writer_alive(entry.name):
-                _remove(entry)
-        index = self._read()
-        if index.pending:
-            listed = {c.name for c in index.entries}
-            for name in index.pending:
-                if name not in listed:
-                    _remove(self.directory / name)
-            self._write_index(_Index(index.entries, []))
-
-
-def _newest(found: list[Checkpoint]) -> Checkpoint | None:
-    return found[-1] if found else None
-
-
-def _read_index(directory: Path) -> _Index:
-    """The index of ``directory`` (empty when there is none yet), validated."""
-    path = directory / INDEX_NAME
-    try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        return _Index([], [])
-    from mlsnap.safeyaml import YamlRefused, parse_yaml
-
-    try:  # the limits of manifests: a cloned index is untrusted too (aliases, depth, size)
-        doc = parse_yaml(text, str(path))
-    except YamlRefused as exc:
-        raise CheckpointIndexInvalid(path, exc.reason) from None
-    if not isinstance(doc, dict) or doc.get("mlsnap-checkpoints") != INDEX_SCHEMA:
-        raise CheckpointIndexInvalid(path, f"expected 'mlsnap-checkpoints: {INDEX_SCHEMA}' "
-                                     "(written by a newer mlsnap?)")
-    raw, pending = doc.get("checkpoints") or [], doc.get("pending") or []
-    if not isinstance(raw, list) or not isinstance(pending, list):
-        raise CheckpointIndexInvalid(path, "'checkpoints' and 'pending' must be lists")
-    entries = [_entry(path, directory, i, e) for i, e in enumerate(raw)]
-    for name in pending:
-        if not isinstance(name, str) or not _NAME_RE.match(name) or _unsafe(name):
-            raise CheckpointIndexInvalid(path, f"pending name {name!r} is not a checkpoint name")
-    return _Index(entries, list(pending))
-
-
-def _entry(path: Path, directory: Path, i: int, e: Any) -> Checkpoint:
-    where = f"checkpoints[{i}]"
-    if not isinstance(e, dict):
-        raise CheckpointIndexInvalid(path, f"{where} is not a mapping")
-    types = {"name": str, "step": int, "time": str, "metrics": dict, "md5": str, "size": int,
-             "nfiles": int}
-    for key, kind in types.items():
-        if not isinstance(e.get(key), kind) or isinstance(e.get(key), bool):
-            raise CheckpointIndexInvalid(path, f"{where}.{key} is missing or not a {kind.__name__}")
-    if not _NAME_RE.match(e["name"]) or _unsafe(e["name"]):
-        raise CheckpointIndexInvalid(path, f"{where}.name {e['name']!r} is not a checkpoint name")
-    if not pathsafety.MD5_RE.match(e["md5"]):
-        raise CheckpointIndexInvalid(path, f"{where}.md5 {e['md5']!r} is not an md5 hash")
-    if not isinstance(e.get("rng", False), bool):
-        raise CheckpointIndexInvalid(path, f"{where}.rng is not true or false")
-    return Checkpoint(e["name"], e["step"], e["time"], e["metrics"], e["md5"], e["size"],
-                      e["nfiles"], directory / e["name"], rng=e.get("rng", False))
-
-
-def _unsafe(name: str) -> bool:
-    """A name the index gives that is not one plain file name in the folder (pathsafety)."""
-    return "/" in name or pathsafety.problem(name) is not None
 
 
 def _check_config(every: int, keep_last: int | None, keep_best: int, mode: str, suffix: str,
@@ -515,37 +397,6 @@ def _step(step: Any) -> int:
     if value < 0:
         raise BadInput(f"save(step={step!r})", "the step must be a non-negative integer")
     return value
-
-
-def _plain_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Metrics as YAML-safe scalars: tensors and numpy numbers become Python numbers."""
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if hasattr(value, "item") and callable(value.item):
-            value = value.item()  # torch / numpy scalars
-        if not isinstance(value, (str, int, float, bool)) and value is not None:
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise BadInput(f"metrics[{key!r}]", f"{type(value).__name__} is not a number "
-                               "or a string") from None
-        out[str(key)] = value
-    return out
-
-
-def _looks_intact(ckpt: Checkpoint) -> bool:
-    """Present with the recorded size (and file count): cheap, no hashing."""
-    try:
-        if ckpt.rng and not ckpt.rng_path.is_file():
-            return False
-        if ckpt.md5.endswith(".dir"):
-            if not ckpt.path.is_dir():
-                return False
-            sizes = [full.stat().st_size for _, full in _walk_files(ckpt.path)]
-            return sum(sizes) == ckpt.size and len(sizes) == ckpt.nfiles
-        return ckpt.path.is_file() and ckpt.path.stat().st_size == ckpt.size
-    except OSError:
-        return False
 
 
 __all__ = ["Checkpoint", "CheckpointFailed", "CheckpointIndexInvalid", "Checkpointer",

@@ -29,13 +29,10 @@ Without a process group the ranks have no channel: rank 0 saves alone and the ot
 
 from __future__ import annotations
 
-import base64
 import datetime
 import importlib
 import json
 import os
-import random
-import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -43,15 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mlsnap import rngstate
 from mlsnap.checkpoint_files import _remove, dir_hash, hash_share
-from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError, RankLost
+from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, RankLost, one_line
 from mlsnap.fsutil import fsync_dir
 
 if TYPE_CHECKING:
     from mlsnap.checkpoint import Checkpoint, Checkpointer, SaveFn, _Slot
 
 T = TypeVar("T")
-_RNG_MAX_BYTES = 64 << 20  # far above any real RNG file (about 16 KB per rank)
 
 
 @dataclass(frozen=True)
@@ -132,7 +129,7 @@ class Channel:
         try:
             work.wait(timeout=datetime.timedelta(seconds=self.timeout))
         except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError kinds (DistBackendError)
-            raise RankLost(self.directory, what, self.rank, self.timeout, _one_line(exc)) from None
+            raise RankLost(self.directory, what, self.rank, self.timeout, one_line(exc)) from None
 
     def gather(self, what: str, message: Any) -> list[Any]:
         """Every rank's ``message``, in rank order, on every rank."""
@@ -152,7 +149,7 @@ class Channel:
         except RankLost:
             raise
         except Exception as exc:  # noqa: BLE001 - a dead peer can fail the call, not only the wait
-            raise RankLost(self.directory, what, self.rank, self.timeout, _one_line(exc)) from None
+            raise RankLost(self.directory, what, self.rank, self.timeout, one_line(exc)) from None
         return [json.loads(bytes(p[:int(n.item())].tolist())) for p, n in zip(parts, sizes)]
 
     def from_leader(self, what: str, answer: Any) -> Any:
@@ -166,13 +163,6 @@ def _channel(ckpt: Checkpointer) -> Channel:
     return ckpt._channel
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    # gloo's: "[.../pair.cc:537] Read error [127.0.0.1]:15763: Connection reset by peer. This..."
-    text = re.sub(r"^\[[^\]]*\.cc:\d+\] ", "", text).split(". This is typically")[0]
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def _outcome(fn: Callable[[], T]) -> tuple[T | None, Exception | None]:
     """Run ``fn``, keeping its error to tell the other ranks before raising it here."""
     try:
@@ -182,7 +172,7 @@ def _outcome(fn: Callable[[], T]) -> tuple[T | None, Exception | None]:
 
 
 def _told(exc: Exception) -> dict[str, Any]:
-    return {"error": _one_line(exc)}
+    return {"error": one_line(exc)}
 
 
 def _raise_remote(ckpt: Checkpointer, what: str, answer: dict[str, Any], rank: int) -> None:
@@ -212,9 +202,9 @@ def agree(ckpt: Checkpointer, what: str, decide: Callable[[], Checkpoint | None]
 
 
 def _checkpoint(ckpt: Checkpointer, doc: dict[str, Any] | None) -> Checkpoint | None:
-    from mlsnap.checkpoint import _entry
+    from mlsnap.checkpoint_index import entry_from
 
-    return None if doc is None else _entry(ckpt.index_path, ckpt.directory, 0, doc)
+    return None if doc is None else entry_from(ckpt.index_path, ckpt.directory, 0, doc)
 
 
 # --- saving ------------------------------------------------------------------------------------
@@ -243,7 +233,7 @@ def save(ckpt: Checkpointer, step: int, save_fn: SaveFn | Mapping[str, Any],
         if ckpt.sharded and not written[2]:
             _remove(slot.tmp)
             raise CheckpointFailed(slot.tmp, "save_fn wrote nothing in the folder it was given")
-        doc = _rng_doc([capture_rng()]) if rng else None
+        doc = rngstate.document([rngstate.capture()]) if rng else None
         return ckpt._end(slot, step, values, written, doc)
     return _save_together(ckpt, here, step, write, metrics, rng)
 
@@ -253,7 +243,7 @@ def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
     """One save by every rank: arrive, (sharded: every rank writes its part), rank 0 seals."""
     chan = _channel(ckpt)
     what = f"save(step={step})"
-    arrived = chan.gather(what, {"step": step, "rng": capture_rng() if rng else None})
+    arrived = chan.gather(what, {"step": step, "rng": rngstate.capture() if rng else None})
     steps = sorted({m["step"] for m in arrived})
     if len(steps) > 1:
         raise BadInput(what, f"the ranks are saving different steps {steps}: call save() with the "
@@ -282,7 +272,7 @@ def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
             return _checkpoint(ckpt, answer["checkpoint"])
         assert prepared is not None
         slot, values = prepared
-        doc = _rng_doc([m["rng"] for m in arrived]) if rng else None
+        doc = rngstate.document([m["rng"] for m in arrived]) if rng else None
         sealed = slot
 
         def seal() -> Checkpoint | None:
@@ -372,83 +362,19 @@ def load(ckpt: Checkpointer, state: Mapping[str, Any], checkpoint: Checkpoint | 
     return found
 
 
-# --- RNG states --------------------------------------------------------------------------------
-
-
-def capture_rng() -> dict[str, Any]:
-    """This process's Python, NumPy and torch RNG states, as JSON-safe values."""
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {"python": [version, list(internal), gauss]}
-    if _numpy() is not None:
-        name, keys, pos, has_gauss, cached = _numpy().random.get_state()
-        state["numpy"] = [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        state["torch"] = _b64(torch.get_rng_state())
-        if torch.cuda.is_available():
-            state["cuda"] = [_b64(s) for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def _numpy() -> Any:
-    try:
-        return importlib.import_module("numpy")
-    except ImportError:
-        return None
-
-
-def _b64(tensor: Any) -> str:
-    return base64.b64encode(bytes(tensor.tolist())).decode("ascii")
-
-
-def _rng_doc(states: list[Any]) -> bytes:
-    return json.dumps({"mlsnap-rng": 1, "world_size": len(states), "ranks": states}).encode()
+# --- RNG states (rngstate.py) ------------------------------------------------------------------
 
 
 def restore_rng(ckpt: Checkpointer, found: Checkpoint) -> None:
     """Give this rank back the RNG states it had when ``found`` was saved."""
     here = world()
-    path = found.rng_path
-    try:
-        with open(path, "rb") as f:
-            doc = json.loads(f.read(_RNG_MAX_BYTES + 1))
-    except (OSError, ValueError) as exc:
-        raise CheckpointIndexInvalid(path, f"RNG states unreadable ({_one_line(exc)})") from None
-    ranks = doc.get("ranks") if isinstance(doc, dict) else None
-    if not isinstance(ranks, list) or doc.get("mlsnap-rng") != 1:
-        raise CheckpointIndexInvalid(path, "expected 'mlsnap-rng: 1' and a list of 'ranks'")
+    ranks = rngstate.read(found.rng_path)
     if len(ranks) != here.world_size:  # resharded onto another world size: no state to give
         warnings.warn(f"mlsnap: {found.name} holds the RNG states of {len(ranks)} ranks and this "
                       f"job has {here.world_size}: RNG states not restored", RuntimeWarning,
                       stacklevel=3)
         return
-    try:
-        _set_rng(ranks[here.rank])
-    except (TypeError, ValueError, KeyError, IndexError, MlsnapError) as exc:
-        raise CheckpointIndexInvalid(path, f"RNG state of rank {here.rank} is not valid "
-                                     f"({_one_line(exc)})") from None
+    rngstate.apply(found.rng_path, ranks, here.rank)
 
 
-def _set_rng(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((int(version), tuple(int(i) for i in internal),
-                     None if gauss is None else float(gauss)))
-    if "numpy" in state:
-        np = _numpy()
-        if np is None:
-            raise ValueError("it holds a NumPy state and NumPy is not installed")
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((str(name), np.array(keys, dtype=np.uint32), int(pos),
-                             int(has_gauss), float(cached)))
-    if "torch" in state or "cuda" in state:
-        torch = importlib.import_module("torch")
-        torch.set_rng_state(_tensor(torch, state["torch"]))
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([_tensor(torch, s) for s in state["cuda"]])
-
-
-def _tensor(torch: Any, text: str) -> Any:
-    return torch.frombuffer(bytearray(base64.b64decode(text, validate=True)), dtype=torch.uint8)
-
-
-__all__ = ["Channel", "World", "agree", "capture_rng", "load", "restore_rng", "save", "world"]
+__all__ = ["Channel", "World", "agree", "load", "restore_rng", "save", "world"]

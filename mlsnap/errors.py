@@ -5,6 +5,7 @@ Every message is built here, in ``__init__``, so callers raise with facts, not p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from mlsnap.interrupts import Terminated  # noqa: F401 - re-exported; it lives with the SIGTERM handler
@@ -257,3 +258,11 @@ class MissingExtra(MlsnapError):
     def __init__(self, command: str, what: str, extra: str) -> None:
         super().__init__(f"{command} needs {what}, which is not installed; install it with "
                          f"`pip install 'mlsnap[{extra}]'` in this environment")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one bounded line (what a library raised, told by mlsnap)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    # gloo's: "[.../pair.cc:537] Read error [127.0.0.1]:15763: Connection reset by peer. This..."
+    text = re.sub(r"^\[[^\]]*\.cc:\d+\] ", "", text).split(". This is typically")[0]
+    return text if len(text) <= 300 else text[:297] + "..."

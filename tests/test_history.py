@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlsnap import api, blobs, compare, environment, history, snapshot
+from mlsnap import api, blobs, compare, environment, history, retrieve, snapshot
 from mlsnap.errors import BadInput, ManifestInvalid
 from mlsnap.manifest import loads
 from mlsnap.safeyaml import safe_load
@@ -507,7 +507,7 @@ def test_get_fetches_a_tagged_snapshot_from_the_remote_leaving_the_repo_alone(co
 
 def test_get_copies_a_folder_artifact_from_the_cache(copy: Repo, tmp_path: Path) -> None:
     before = _state(copy.root)
-    result = history.get("HEAD", "tokenizer", tmp_path / "tok-out", cwd=copy.root)
+    result = retrieve.get("HEAD", "tokenizer", tmp_path / "tok-out", cwd=copy.root)
     assert (tmp_path / "tok-out" / "tok" / "vocab.txt").read_text() == "a\nb\nc\n"
     assert sorted(p.name for p in result.files) == ["merges.txt", "vocab.txt"]
     assert result.fetched == 0 and _state(copy.root) == before

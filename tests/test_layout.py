@@ -12,12 +12,15 @@ README = PACKAGE.parent / "README.md"
 
 # What a command does; the low layer below them never imports one of these.
 FLOWS = {
-    "api", "cli", "snapshot", "sources", "restore", "history", "compare", "diffview",
+    "api", "cli", "snapshot", "sources", "restore", "history", "retrieve", "compare",
+    "diffview",
     "retention", "gcview", "collected", "checkpoint", "distributed", "adapters", "hooks",
+    "hookpush",
     "hookscripts", "demo", "runner", "reproduce", "reprocheck", "reprobuild", "report", "verify",
 }
 LOW = {
-    "gitrepo", "store", "journal", "partials", "writers", "checkpoint_files", "manifest",
+    "gitrepo", "store", "journal", "partials", "writers", "checkpoint_files",
+    "checkpoint_index", "rngstate", "manifest",
     "safeyaml", "blobs",
     "pathsafety", "redaction", "textsafe", "environment", "params", "workspace", "config",
     "fsutil", "jsonout", "errors", "interrupts", "runrecord", "runproc", "pickles", "signing",

@@ -263,10 +263,10 @@ def get(rev: str, name: str | None, out: str | None, remote: str | None,
 
     Verified against the manifest; the workspace, the index and HEAD are left untouched.
     """
-    from mlsnap import history
+    from mlsnap import retrieve
 
-    result = history.get(rev, name, out, jobs=jobs, remote=remote,
-                         allow_unsafe_pickle=allow_unsafe_pickle)
+    result = retrieve.get(rev, name, out, jobs=jobs, remote=remote,
+                          allow_unsafe_pickle=allow_unsafe_pickle)
     say(f"{result.name} at {result.commit[:7]}: {len(result.files)} file(s) written to "
                f"{result.directory}, all verified"
                + (f" ({result.fetched} object(s) downloaded)" if result.fetched else ""))

@@ -97,12 +97,12 @@ def push(remote_name: str | None, remote_url: str | None, dvc_remote: str | None
     Reads Git's pre-push input on stdin (or the pre-commit framework's PRE_COMMIT_* variables);
     run by hand, it checks the snapshots at HEAD. What only the local cache holds is pushed.
     """
-    from mlsnap import hooks
+    from mlsnap import hookpush
 
     root = _root()
     stdin = sys.stdin.read() if remote_name is not None and not sys.stdin.isatty() else None
-    snapshots = hooks.pushed_snapshots(root, remote_name, os.environ, stdin)
-    report = hooks.push_snapshots(root, snapshots, remote=dvc_remote)
+    snapshots = hookpush.pushed_snapshots(root, remote_name, os.environ, stdin)
+    report = hookpush.push_snapshots(root, snapshots, remote=dvc_remote)
     if report.pushed:
         say(f"mlsnap-push: uploaded {report.pushed} object(s) for the "
                    f"{len(report.snapshots)} snapshot(s) being pushed")
