@@ -62,7 +62,7 @@ _LAZY = {
     "MlsnapError": "mlsnap.errors",
     # the result types the functions above return
     "CommitResult": "mlsnap.snapshot",
-    "InitResult": "mlsnap.snapshot",
+    "InitResult": "mlsnap.initialize",
     "PullResult": "mlsnap.restore",
     "StatusReport": "mlsnap.restore",
     "LogEntry": "mlsnap.history",
@@ -98,13 +98,14 @@ if TYPE_CHECKING:
     from mlsnap.compare import SnapshotDiff
     from mlsnap.errors import MlsnapError
     from mlsnap.history import LogEntry, TagResult
+    from mlsnap.initialize import InitResult
     from mlsnap.manifest import Manifest
     from mlsnap.reprocheck import Certificate
     from mlsnap.restore import PullResult, StatusReport
     from mlsnap.retention import GcResult
     from mlsnap.retrieve import GetResult
     from mlsnap.runner import RunResult
-    from mlsnap.snapshot import CommitResult, InitResult
+    from mlsnap.snapshot import CommitResult
 
 
 def __getattr__(name: str) -> Any:

@@ -11,12 +11,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlsnap.initialize import InitResult
 from mlsnap.manifest import Manifest
 from mlsnap.reprocheck import Certificate
 from mlsnap.restore import PullResult, StatusReport
 from mlsnap.retention import GcResult
 from mlsnap.runner import RunResult
-from mlsnap.snapshot import CommitResult, InitResult
+from mlsnap.snapshot import CommitResult
 
 if TYPE_CHECKING:
     from mlsnap.compare import SnapshotDiff
@@ -34,10 +35,10 @@ def _cwd(repo: PathLike | None) -> Path:
 def init(remote: str | None = None, *, repo: PathLike | None = None,
          local_options: Mapping[str, str] | None = None) -> InitResult:
     """Set up the Git repository at ``repo`` (default: the current directory)."""
-    from mlsnap import snapshot
+    from mlsnap import initialize
 
     cwd = _cwd(repo)
-    return snapshot.init(remote, local_options=dict(local_options or {}) or None, cwd=cwd)
+    return initialize.init(remote, local_options=dict(local_options or {}) or None, cwd=cwd)
 
 
 def commit(

@@ -12,7 +12,7 @@ README = PACKAGE.parent / "README.md"
 
 # What a command does; the low layer below them never imports one of these.
 FLOWS = {
-    "api", "cli", "snapshot", "sources", "restore", "history", "retrieve", "compare",
+    "api", "cli", "initialize", "snapshot", "sources", "restore", "history", "retrieve", "compare",
     "diffview",
     "retention", "gcview", "collected", "checkpoint", "distributed", "adapters", "hooks",
     "hookpush",

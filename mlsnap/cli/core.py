@@ -95,7 +95,7 @@ def echo_json(value: Any) -> None:
               help="Remote setting kept in DVC's untracked local config (credentials, endpoint).")
 def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -> None:
     """Make this Git repository ready: DVC, the default remote, .mlsnap/config.yaml."""
-    from mlsnap import snapshot
+    from mlsnap import initialize
     from mlsnap.errors import BadInput
 
     local: dict[str, str] = {}
@@ -104,7 +104,7 @@ def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -
         if not sep or not key:
             raise BadInput(f"--local {key or item!r}", "expected KEY=VALUE")
         local[key] = value
-    result = snapshot.init(remote, remote_name=remote_name, local_options=local or None)
+    result = initialize.init(remote, remote_name=remote_name, local_options=local or None)
     say(f"initialized mlsnap in {result.root}"
                + (" (dvc init done)" if result.created_dvc else ""))
     from mlsnap.redaction import redact_text
