@@ -108,6 +108,13 @@ def of_commits(root: Path, commits: Sequence[str]) -> dict[str, Signature]:
             sha, letter, signer, key = fields
             found[sha] = Signature(_STATES.get(letter, "unverifiable"), signer or None,
                                    key or None, sha)
+    # Git says "N" (no signature) also for an SSH signature it cannot check because
+    # gpg.ssh.allowedSignersFile is not set: the commit object itself tells signed from not.
+    unsigned = [sha for sha, sig in found.items() if sig.state == "unsigned"]
+    for sha, raw in gitrepo.blobs(root, unsigned).items():
+        header = raw.split(b"\n\n", 1)[0]
+        if any(line.startswith((b"gpgsig ", b"gpgsig-sha256 ")) for line in header.split(b"\n")):
+            found[sha] = Signature("unverifiable", object=sha)
     return found
 
 

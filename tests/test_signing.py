@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mlsnap import signing
 from tests.helpers import git, mlsnap
 
 
@@ -134,3 +135,22 @@ def test_sign_without_a_key_stops_before_anything_is_written(project: Path) -> N
     assert "user.signingkey is not set" in err and len(err.strip().splitlines()) == 1
     assert git(project, "rev-parse", "HEAD") == head
     assert git(project, "status", "--porcelain") == "?? model.pkl"
+
+
+def test_a_signature_nobody_here_can_check_is_not_called_unsigned(signed_project: Path,
+                                                                  tmp_path: Path) -> None:
+    """A clone whose Git has no allowed-signers file: Git reports an SSH-signed commit as "N"
+    (no signature); mlsnap reads the commit object and says what is missing instead."""
+    mlsnap(signed_project, "commit", "model.pkl", "--sign", "-M", "signed")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(signed_project), str(clone))
+    subprocess.run(["git", "config", "--global", "--unset", "gpg.ssh.allowedSignersFile"],
+                   check=True)
+    told = verify(clone, check=3)["snapshots"][0]["signature"]
+    assert told["by"] is None and told["commit"]["state"] == "unverifiable", told
+    refused = mlsnap(clone, "pull", "--require-signed", check=3)
+    assert "cannot be checked here" in refused.stderr and "not signed" not in refused.stderr
+    assert not (clone / "model.pkl").exists()
+    git(clone, "commit", "-q", "--allow-empty", "-m", "unsigned")  # a commit truly unsigned
+    assert signing.of_commits(clone, [git(clone, "rev-parse", "HEAD").strip()]).popitem()[
+        1].state == "unsigned"
