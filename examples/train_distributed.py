@@ -80,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     try:
-        return train(args, rank, world)
+        code = train(args, rank, world)
+        if dist.is_initialized():
+            # Every rank finished before any tears the group down: a rank still inside
+            # destroy_process_group while another has left can hang it (pytorch#75097).
+            dist.barrier()
+        return code
     except mlsnap.MlsnapError as exc:
         print(f"rank {rank}: error: {exc}", file=sys.stderr, flush=True)
         return 1

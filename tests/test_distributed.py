@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,11 +51,34 @@ def torchrun_cmd(out: Path, *extra: str, nproc: int = 2) -> list[str]:
 
 
 def torchrun(out: Path, *extra: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(torchrun_cmd(out, *extra), capture_output=True, text=True,
-                          env={**os.environ, **ENV}, timeout=600, check=False)
+    job = subprocess.Popen(torchrun_cmd(out, *extra), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV},
+                           start_new_session=True)
+    stdout, stderr = finish(job, also_stderr=True)
+    proc = subprocess.CompletedProcess(job.args, job.returncode, stdout, stderr)
     if check is not None:
         assert proc.returncode == check, proc.stdout + proc.stderr[-3000:]
     return proc
+
+
+def finish(job: subprocess.Popen[str], also_stderr: bool = False) -> Any:
+    """The job's output once it ended; a job still running after 300 s fails the test with
+    the Python stacks of its processes (py-spy, where installed), then is killed."""
+    try:
+        stdout, stderr = job.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        pids = [job.pid] + [int(p) for p in subprocess.run(
+            ["pgrep", "-g", str(os.getpgid(job.pid))], capture_output=True, text=True,
+            check=False).stdout.split() if int(p) != job.pid]
+        stacks = [subprocess.run(["py-spy", "dump", "--pid", str(pid)], capture_output=True,
+                                 text=True, timeout=60, check=False).stdout
+                  for pid in pids] if shutil.which("py-spy") else ["(py-spy not installed)"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+        stdout, _ = job.communicate()
+        pytest.fail(f"torchrun still running after 300 s; output: {stdout[-2000:]}\n"
+                    + "\n".join(stacks))
+    return (stdout, stderr) if also_stderr else stdout
 
 
 def reports(stdout: str) -> list[dict[str, Any]]:
@@ -378,7 +402,8 @@ SEED = int(os.environ.get("MLSNAP_INTERRUPT_SEED", "20240611"))
 def start_job(out: Path, extra: tuple[str, ...]) -> tuple[subprocess.Popen[str], dict[int, int]]:
     """The job started, once both ranks said their pid (they are about to resume and train)."""
     job = subprocess.Popen(torchrun_cmd(out, "--report", *extra), stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, env={**os.environ, **ENV})
+                           stderr=subprocess.DEVNULL, text=True, env={**os.environ, **ENV},
+                           start_new_session=True)
     assert job.stdout is not None
     pids: dict[int, int] = {}
     for line in job.stdout:  # bounded: the job ends, and the stream with it
@@ -388,11 +413,6 @@ def start_job(out: Path, extra: tuple[str, ...]) -> tuple[subprocess.Popen[str],
         if len(pids) == 2:
             break
     return job, pids
-
-
-def finish(job: subprocess.Popen[str]) -> str:
-    stdout, _ = job.communicate(timeout=300)
-    return stdout
 
 
 def kill_at_random(out: Path, extra: tuple[str, ...], rng: random.Random, span: float) -> str:
