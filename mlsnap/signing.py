@@ -109,7 +109,10 @@ def of_commits(root: Path, commits: Sequence[str]) -> dict[str, Signature]:
             found[sha] = Signature(_STATES.get(letter, "unverifiable"), signer or None,
                                    key or None, sha)
     # Git says "N" (no signature) also for an SSH signature it cannot check because
-    # gpg.ssh.allowedSignersFile is not set: the commit object itself tells signed from not.
+    # gpg.ssh.allowedSignersFile is not set, and says why on stderr: then the commit objects
+    # tell signed from not (one more batched read, only in that case).
+    if b"allowedSignersFile" not in proc.stderr:
+        return found
     unsigned = [sha for sha, sig in found.items() if sig.state == "unsigned"]
     for sha, raw in gitrepo.blobs(root, unsigned).items():
         header = raw.split(b"\n\n", 1)[0]
