@@ -94,8 +94,11 @@ def pending(root: Path) -> bool:
     """Whether a journal or a writer's mark is there (stats, no process: ``log`` stays fast)."""
     dot_git = root / ".git"
     if dot_git.is_dir():
-        return (dot_git / JOURNAL_DIR / JOURNAL).is_file() or (dot_git / writers.WRITERS_DIR).is_dir()
-    return (folder(root) / JOURNAL).is_file() or writers.writers_dir(root).is_dir()
+        return ((dot_git / JOURNAL_DIR / JOURNAL).is_file()
+                or (dot_git / writers.WRITERS_DIR).is_dir()
+                or (dot_git / gitrepo.worktree.MARKS_DIR).is_dir())
+    return ((folder(root) / JOURNAL).is_file() or writers.writers_dir(root).is_dir()
+            or gitrepo.worktree.marks_dir(root).is_dir())
 
 
 def recover(root: Path) -> str | None:
@@ -110,6 +113,7 @@ def recover(root: Path) -> str | None:
         if not locked:
             return None
         writers.clear_dead_writers(root)
+        gitrepo.remove_stale_worktrees(root)  # of a killed `mlsnap repro`
         return _recover_locked(root)
 
 

@@ -16,12 +16,15 @@ object on the remote after a push. Knobs and how to replay a case: ``tests/inter
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -527,6 +530,302 @@ def test_hooks_install_over_the_users_own_hooks(tmp_path: Path) -> None:
                     after_interrupt=lambda c: hook_problems(c, final=False),
                     final=lambda c: hook_problems(c, final=True))
     run_scenario(s, tmp_path, 80, "test_hooks_install_over_the_users_own_hooks")
+
+
+# --------------------------------------------------------------------------- 10. run, repro
+
+TRAIN_STEPS = 20
+TRAIN_CHUNK = 64 * 1024
+STOP_GRACE = 1.0  # s: a stopped command's script takes no step after this
+TRAIN_RUN = f'''\
+"""Trains for about 2 s: notes its pid, then writes model.bin through a temporary outside the
+work tree, renamed into place at the end (as a careful script does), noting the time of every
+step in its pid's file. Its model depends only on params.yaml, so a re-run makes the same
+bytes. Quiet while it trains (as a script logging to a file is: a closed pipe cannot end it).
+Ctrl-C ends it quietly (exit 130)."""
+try:
+    import os
+    import random
+    import sys
+    import time
+
+    import yaml
+
+    print("training", flush=True)
+    log = open(os.path.join(os.environ["TRAIN_PID_DIR"], str(os.getpid())), "a")
+    lr = yaml.safe_load(open("params.yaml"))["lr"]
+    rng = random.Random(str(lr))
+    scratch = os.path.join(os.environ["TRAIN_SCRATCH"], "model-%d.bin" % os.getpid())
+    with open(scratch, "wb") as f:
+        for step in range({TRAIN_STEPS}):
+            log.write("%r\\n" % time.time())
+            log.flush()
+            f.write(rng.randbytes({TRAIN_CHUNK}))
+            f.flush()
+            time.sleep(0.1)
+    os.replace(scratch, "model.bin")
+    log.write("done %r\\n" % time.time())
+    log.flush()
+except KeyboardInterrupt:
+    sys.exit(130)
+'''
+
+
+def trained_model(lr: float) -> bytes:
+    rng = random.Random(str(lr))
+    return b"".join(rng.randbytes(TRAIN_CHUNK) for _ in range(TRAIN_STEPS))
+
+
+def train_env(folder: Path) -> dict[str, str]:
+    """Where the training script notes its pid and keeps its temporary (outside the work tree),
+    and a temporary folder of the copy's own (TMPDIR), checked for what mlsnap leaves there."""
+    env = {}
+    for var, sub in (("TRAIN_PID_DIR", "pids"), ("TRAIN_SCRATCH", "scratch"), ("TMPDIR", "tmp")):
+        (folder / sub).mkdir(exist_ok=True)
+        env[var] = str(folder / sub)
+    return env
+
+
+def train_pids(c: ih.Case) -> list[int]:
+    folder = c.folder / "pids"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) \
+        if folder.is_dir() else []
+
+
+def stopped_problems(c: ih.Case) -> list[str]:
+    """The training script started by the interrupted command is gone within a bounded
+    wait, and took no step later than STOP_GRACE s after the signal (a script that trains for
+    another hour would otherwise go unnoticed)."""
+    r = c.run
+    assert r is not None
+    pids = train_pids(c)
+    problems = ih.survivors(c.folder, pids)
+    if not r.signalled or r.returncode == 0:
+        return problems
+    for pid in pids:
+        steps = (c.folder / "pids" / str(pid)).read_text().split()
+        late = [float(t) for t in steps if t.replace(".", "", 1).isdigit()
+                and float(t) > r.sent_at + STOP_GRACE]
+        if late:
+            problems.append(f"[survivor] the script (pid {pid}) went on training for "
+                            f"{late[-1] - r.sent_at:.1f}s after {r.sig and r.sig.name} of "
+                            f"mlsnap ({len(late)} step(s) later than {STOP_GRACE:.0f}s)")
+    return problems
+
+
+def tmp_litter(c: ih.Case) -> list[str]:
+    tmp = c.folder / "tmp"
+    left = sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+    return [f"[litter] TMPDIR: {name}" for name in left]
+
+
+def git_state(proj: Path) -> dict[str, str]:
+    """HEAD, the branch, Git's index (staged entries), the registered worktrees (paths
+    relative to the copy's folder), the tags."""
+    listed = [ln.split(" ", 1)[1] for ln in ih.git(proj, "worktree", "list", "--porcelain")
+              .splitlines() if ln.startswith("worktree ")]
+    return {"HEAD": ih.git(proj, "rev-parse", "HEAD").strip(),
+            "branch": ih.git(proj, "symbolic-ref", "-q", "HEAD", check=False).strip(),
+            "index": ih.git(proj, "ls-files", "-s"),
+            "worktrees": "\n".join(os.path.relpath(w, proj.parent) for w in listed),
+            "tags": ih.git(proj, "tag", "-l")}
+
+
+def git_state_problems(c: ih.Case, expected: dict[str, str], when: str,
+                       skip: tuple[str, ...] = ()) -> list[str]:
+    now = git_state(c.proj)
+    return [f"[git] {when}: {k} is {now[k]!r}, before the command {expected[k]!r}"
+            for k in expected if k not in skip and now[k] != expected[k]]
+
+
+def run_template(base: Path) -> Path:
+    """A project whose first snapshot was taken with `mlsnap run` (lr 0.1)."""
+    proj = new_template(base)
+    (proj / "train_run.py").write_text(TRAIN_RUN)
+    ih.git(proj, "add", "train_run.py")
+    ih.git(proj, "commit", "-q", "-m", "training script")
+    env = {**ih.command_env(base), **train_env(base)}
+    proc = subprocess.run(ih.mlsnap_argv("run", "-o", "model.bin", "-M", "first", "--",
+                                         sys.executable, "train_run.py"),
+                          cwd=proj, capture_output=True, text=True, timeout=300, env=env,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    for sub in ("pids", "scratch", "tmp"):
+        shutil.rmtree(base / sub)
+    return proj
+
+
+RUN_PATHS = ["proj/model.bin", "proj/data", "proj/params.yaml", "proj/train_run.py",
+             "proj/notes.txt"]
+
+
+@pytest.mark.interrupts
+def test_run_of_a_training_script(tmp_path: Path) -> None:
+    """`mlsnap run` of a real script: Ctrl-C and SIGTERM stop the script and make no snapshot,
+    kill -9 of mlsnap does not leave the script running, one snapshot after the rerun."""
+    base = tmp_path / "template"
+    proj = run_template(base)
+    (proj / "params.yaml").write_text("lr: 0.2\nepochs: 10\noptimizer:\n  name: adam\n")
+    ih.git(proj, "commit", "-q", "-am", "tune lr")
+    before = ih.digest(base, RUN_PATHS)
+    assert (proj / "model.bin").read_bytes() == trained_model(0.1)
+    after = {**before, "proj/model.bin": hashlib.sha256(trained_model(0.2)).hexdigest()}
+
+    def stopped(c: ih.Case) -> list[str]:
+        problems = stopped_problems(c)
+        r = c.run
+        assert r is not None
+        cut_short = (c.proj / "model.bin").read_bytes() == trained_model(0.1)
+        made = ih.snapshot_commits(c.proj, c.head_before)
+        if r.signalled and r.returncode in (130, 143) and cut_short and made:
+            problems.append(f"[snapshot] {r.sig and r.sig.name} stopped the script, yet "
+                            f"{made} snapshot commit(s) were made")
+        return problems
+
+    s = ih.Scenario(label="run", template=base,
+                    argv=ih.mlsnap_argv("run", "-o", "model.bin", "-M", "lr 0.2", "--",
+                                        sys.executable, "train_run.py"),
+                    paths=RUN_PATHS, before=before, after=after, settled="whole", pushes=True,
+                    case_env=train_env, after_interrupt=stopped, after_recover=tmp_litter,
+                    final=tmp_litter)
+    run_scenario(s, tmp_path, 12, "test_run_of_a_training_script")
+
+
+@pytest.mark.interrupts
+def test_repro_of_a_recorded_run(tmp_path: Path) -> None:
+    """`mlsnap repro`: HEAD, branch, index and work tree untouched at every moment; no
+    process, worktree or temporary folder of it left once the next command has run."""
+    base = tmp_path / "template"
+    proj = run_template(base)
+    before = ih.digest(base, RUN_PATHS)
+    state = git_state(proj)
+
+    def right_after(c: ih.Case) -> list[str]:
+        return stopped_problems(c) + git_state_problems(
+            c, state, "right after the interruption", skip=("worktrees",))
+
+    def settled(c: ih.Case) -> list[str]:
+        return git_state_problems(c, state, "after the next command") + tmp_litter(c)
+
+    s = ih.Scenario(label="repro", template=base, argv=ih.mlsnap_argv("repro"),
+                    paths=RUN_PATHS, before=before, after=before, commits=0,
+                    remote_writes=False, case_env=train_env, after_interrupt=right_after,
+                    after_recover=settled, final=settled)
+    run_scenario(s, tmp_path, 12, "test_repro_of_a_recorded_run")
+
+
+def test_kill_9_of_mlsnap_run_stops_its_command(tmp_path: Path) -> None:
+    """The everyday version of the run scenario's survivor check, at a chosen moment: kill -9
+    of `mlsnap run`'s process group while a quiet script trains (in a group of its own) ends
+    the script within seconds and leaves nothing in TMPDIR."""
+    base = tmp_path / "case"
+    proj = run_template(base)
+    env = {**ih.command_env(base), **train_env(base)}
+    (proj / "slow.py").write_text(
+        "import os, time\n"
+        "open(os.path.join(os.environ['TRAIN_PID_DIR'], str(os.getpid())), 'w').close()\n"
+        "time.sleep(120)\n")
+    ih.git(proj, "add", "slow.py")
+    ih.git(proj, "commit", "-q", "-m", "slow")
+    proc = subprocess.Popen(ih.mlsnap_argv("run", "-o", "model.bin", "--", sys.executable,
+                                           "slow.py"), cwd=proj, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    pids: list[int] = []
+    for _ in range(600):  # bounded: 60 s for DVC to load and the script to start
+        pids = sorted(int(p.name) for p in (base / "pids").iterdir())
+        if pids or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert pids, "the script never started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert ih.survivors(base, pids, wait=10.0) == []
+    assert sorted(p.name for p in (base / "tmp").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- 11. report
+
+
+@pytest.mark.interrupts
+def test_report_over_an_older_one(tmp_path: Path) -> None:
+    """`mlsnap report -o report.html`: the file is the old report or the new one, whole."""
+    base = tmp_path / "template"
+    proj = new_template(base)
+    for i in range(4):
+        (proj / "model.bin").write_bytes(random.Random(i).randbytes(4096))
+        mlsnap(proj, "commit", "model.bin", "-p", f"lr=0.{i + 1}", "-m", f"acc=0.{i + 5}",
+               "-M", f"try {i}", "--no-push")
+    with open(proj / ".git" / "info" / "exclude", "a") as f:
+        f.write("report.html\n")  # the user keeps reports out of Git
+    mlsnap(proj, "report", "-o", "report.html")
+    new = ih.digest(base, ["proj/report.html"])
+    (proj / "report.html").write_text("<html><body>last week's report</body></html>\n")
+    paths = ["proj/report.html", "proj/model.bin", "proj/notes.txt"]
+    before = ih.digest(base, paths)
+    s = ih.Scenario(label="report", template=base,
+                    argv=ih.mlsnap_argv("report", "-o", "report.html"), paths=paths,
+                    before=before, after={**before, **new}, settled="whole", commits=0,
+                    remote_writes=False, case_env=train_env, after_recover=tmp_litter,
+                    final=tmp_litter)
+    run_scenario(s, tmp_path, 9, "test_report_over_an_older_one")
+
+
+# --------------------------------------------------------------------------- 12. signed
+
+
+def signing_template(base: Path) -> Path:
+    """A project signing with a throwaway SSH key (no passphrase), trusted by the repository's
+    own allowed-signers file; one signed, tagged snapshot."""
+    proj = new_template(base)
+    keys = base.parent / "keys"
+    keys.mkdir()
+    key = keys / "alice"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f",
+                    str(key)], check=True, timeout=60)
+    allowed = keys / "allowed_signers"
+    allowed.write_text("alice@example.com " + " ".join(
+        (keys / "alice.pub").read_text().split()[:2]) + "\n")
+    for k, v in (("gpg.format", "ssh"), ("user.signingkey", f"{key}.pub"),
+                 ("gpg.ssh.allowedSignersFile", str(allowed))):
+        ih.git(proj, "config", k, v)
+    (proj / "model.bin").write_bytes(os.urandom(2 * MiB))
+    mlsnap(proj, "commit", "model.bin", "--sign", "--tag", "1.0.0", "-M", "first")
+    return proj
+
+
+def signed_problems(c: ih.Case) -> list[str]:
+    """The new tag and the snapshot commit it names carry good signatures."""
+    proj = c.proj
+    tag = "model@v1.1.0"
+    if not ih.git(proj, "tag", "-l", tag).strip():
+        return [f"[tag] {tag} was not made"]
+    problems = []
+    target = ih.git(proj, "rev-parse", f"{tag}^{{commit}}").strip()
+    if target != ih.git(proj, "rev-parse", "HEAD").strip():
+        problems.append(f"[tag] {tag} names {target[:7]}, not the snapshot at HEAD")
+    for what, args in (("tag", ["verify-tag", tag]), ("commit", ["verify-commit", target])):
+        proc = subprocess.run(["git", *args], cwd=proj, capture_output=True, text=True,
+                              timeout=60, env=ih.command_env(), check=False)
+        if proc.returncode != 0 or "Good" not in proc.stderr:
+            problems.append(f"[signature] the {what} of {tag} has no good signature: "
+                            f"{proc.stderr.strip()[-200:]!r}")
+    return problems
+
+
+@pytest.mark.interrupts
+def test_signed_tagged_commit(tmp_path: Path) -> None:
+    """`mlsnap commit --sign --tag`: finished by the next command or the rerun, the tag and
+    the snapshot commit are both signed."""
+    base = tmp_path / "template"
+    proj = signing_template(base)
+    old = ih.digest(base, ["proj/model.bin"])
+    (proj / "model.bin").write_bytes(os.urandom(2 * MiB))
+    s = commit_scenario("commit-sign-tag", base,
+                        ["commit", "model.bin", "--sign", "--tag", "1.1.0", "-M", "retrained"],
+                        ["proj/model.bin"], old, pushes=True)
+    s.final = signed_problems
+    run_scenario(s, tmp_path, 9, "test_signed_tagged_commit")
 
 
 # --------------------------------------------------------------------------- the checks
