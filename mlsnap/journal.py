@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlsnap import gitrepo, writers
-from mlsnap.errors import JournalFailed, MlsnapError
+from mlsnap.errors import GitFailed, JournalFailed, MlsnapError
 from mlsnap.fsutil import atomic_write, fsync_dir, repo_lock, try_repo_lock
 from mlsnap.partials import remove_store_temps, remove_temps
 
@@ -46,6 +46,7 @@ class Intent:
     head: str | None = None
     name: str | None = None
     tag: tuple[str, str] | None = None  # (ref, message) to create once the commit exists
+    sign: bool = False  # the commit and its tag are signed (``commit --sign``)
     files: dict[str, str | None] = field(default_factory=dict)  # rel path -> saved copy or None
     index: str | None = None  # saved copy of .git/index, None when there was none
     staged: list[str] = field(default_factory=list)  # paths the commit stages (roll forward)
@@ -192,7 +193,13 @@ def _undo(root: Path, intent: Intent, where: Path) -> str:
         # The snapshot exists: finish it. The real index follows the commit; the tag is made.
         gitrepo.sync_index(root, intent.staged)
         if intent.tag and not gitrepo.tag_exists(root, intent.tag[0]):
-            gitrepo.create_tag(root, intent.tag[0], "HEAD", intent.tag[1])
+            try:
+                gitrepo.create_tag(root, intent.tag[0], "HEAD", intent.tag[1], sign=intent.sign)
+            except GitFailed:
+                if not intent.sign:
+                    raise
+                # Git could not sign here (no agent, a passphrase): no unsigned tag in its
+                # place; the rerun of the command makes it, signed.
         outcome = f"finished the interrupted `{intent.argv or intent.op}`"
     else:
         for rel, saved in intent.files.items():
