@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -747,6 +748,24 @@ def test_kill_9_of_mlsnap_run_stops_its_command(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- 11. report
 
 
+GENERATED = re.compile(rb"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+
+
+def report_problems(c: ih.Case, new: bytes, old: bytes, final: bool) -> list[str]:
+    """report.html is last week's report or the new one, whole (the same page but for the
+    minute it names as generated); after the rerun, the new one."""
+    path = c.proj / "report.html"
+    if not path.is_file():
+        return ["[lost] report.html is gone"]
+    now = path.read_bytes()
+    if now == old:
+        return ["[report] after the rerun report.html is still last week's"] if final else []
+    if GENERATED.sub(b"generated <when>", now) != new:
+        return [(f"[partial] report.html ({len(now)} B) is neither the old report nor a whole "
+                f"new one ({len(new)} B)")]
+    return []
+
+
 @pytest.mark.interrupts
 def test_report_over_an_older_one(tmp_path: Path) -> None:
     """`mlsnap report -o report.html`: the file is the old report or the new one, whole."""
@@ -759,15 +778,24 @@ def test_report_over_an_older_one(tmp_path: Path) -> None:
     with open(proj / ".git" / "info" / "exclude", "a") as f:
         f.write("report.html\n")  # the user keeps reports out of Git
     mlsnap(proj, "report", "-o", "report.html")
-    new = ih.digest(base, ["proj/report.html"])
-    (proj / "report.html").write_text("<html><body>last week's report</body></html>\n")
-    paths = ["proj/report.html", "proj/model.bin", "proj/notes.txt"]
+    new = GENERATED.sub(b"generated <when>", (proj / "report.html").read_bytes())
+    assert new.count(b"generated <when>") == 1
+    old = b"<html><body>last week's report</body></html>\n"
+    (proj / "report.html").write_bytes(old)
+    paths = ["proj/model.bin", "proj/notes.txt", "proj/data"]
     before = ih.digest(base, paths)
+
+    def during(c: ih.Case) -> list[str]:
+        return report_problems(c, new, old, final=False)
+
+    def after(c: ih.Case) -> list[str]:
+        return report_problems(c, new, old, final=True) + tmp_litter(c)
+
     s = ih.Scenario(label="report", template=base,
                     argv=ih.mlsnap_argv("report", "-o", "report.html"), paths=paths,
-                    before=before, after={**before, **new}, settled="whole", commits=0,
-                    remote_writes=False, case_env=train_env, after_recover=tmp_litter,
-                    final=tmp_litter)
+                    before=before, after=before, commits=0, remote_writes=False,
+                    case_env=train_env, after_interrupt=during, after_recover=tmp_litter,
+                    final=after)
     run_scenario(s, tmp_path, 9, "test_report_over_an_older_one")
 
 
