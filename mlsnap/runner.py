@@ -99,8 +99,9 @@ def run(
     snap_name = workspace.check_name(name or cfg.default_name)
     if tag:
         version = check_version(tag, f"--tag {tag!r}")
-        # refused now, not after hours of training (one on the last snapshot is a rerun's)
-        snapshot.tag_on_last_snapshot(root, f"{snap_name}@v{version}", snap_name, tag, False)
+        if gitrepo.tag_exists(root, f"{snap_name}@v{version}"):
+            raise BadInput(f"--tag {tag}", f"tag {snap_name}@v{version} already exists; "
+                           "choose a new version")
     prev = snapshot.previous_manifest(root, snap_name)
     chosen = sources.plan(root, cwd, cfg, snap_name, prev, outputs, data, param_files,
                           metric_files)

@@ -745,6 +745,39 @@ def test_kill_9_of_mlsnap_run_stops_its_command(tmp_path: Path) -> None:
     assert sorted(p.name for p in (base / "tmp").iterdir()) == []
 
 
+def test_next_command_removes_a_killed_repros_worktree_and_no_other(tmp_path: Path) -> None:
+    """kill -9 of `mlsnap repro` once its worktree exists: the next `mlsnap status` removes
+    that worktree (folder and Git's record), and leaves alone a worktree of the user's that
+    even looks like one of mlsnap's."""
+    base = tmp_path / "case"
+    proj = run_template(base)
+    env = {**ih.command_env(base), **train_env(base)}
+    mine = base / "tmp" / "mlsnap-repro-mine"
+    ih.git(proj, "worktree", "add", "-q", "--detach", str(mine), "HEAD")
+    proc = subprocess.Popen(ih.mlsnap_argv("repro"), cwd=proj, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):  # bounded: until the script runs in the repro's worktree
+        if any((base / "pids").iterdir()) or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "repro ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert ih.survivors(base, train_pids_in(base / "pids"), wait=10.0) == []
+    left = sorted(p.name for p in (base / "tmp").iterdir())
+    assert len(left) == 2 and "mlsnap-repro-mine" in left  # the killed one's is still there
+    status = ih.run(ih.mlsnap_argv("status", "--no-remote"), proj, env)
+    assert status.returncode in (0, 3), status.stderr
+    assert sorted(p.name for p in (base / "tmp").iterdir()) == ["mlsnap-repro-mine"]
+    listed = ih.git(proj, "worktree", "list", "--porcelain")
+    assert listed.count("worktree ") == 2 and f"worktree {mine}" in listed
+    assert not (proj / ".git" / "mlsnap-worktrees").exists()
+
+
+def train_pids_in(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
 # --------------------------------------------------------------------------- 11. report
 
 
@@ -822,12 +855,13 @@ def signing_template(base: Path) -> Path:
     return proj
 
 
-def signed_problems(c: ih.Case) -> list[str]:
-    """The new tag and the snapshot commit it names carry good signatures."""
+def signed_problems(c: ih.Case, made: bool = True) -> list[str]:
+    """The new tag and the snapshot commit it names carry good signatures; with ``made``
+    False (after the next command), only if the tag is there already."""
     proj = c.proj
     tag = "model@v1.1.0"
     if not ih.git(proj, "tag", "-l", tag).strip():
-        return [f"[tag] {tag} was not made"]
+        return [f"[tag] {tag} was not made"] if made else []
     problems = []
     target = ih.git(proj, "rev-parse", f"{tag}^{{commit}}").strip()
     if target != ih.git(proj, "rev-parse", "HEAD").strip():
@@ -852,6 +886,7 @@ def test_signed_tagged_commit(tmp_path: Path) -> None:
     s = commit_scenario("commit-sign-tag", base,
                         ["commit", "model.bin", "--sign", "--tag", "1.1.0", "-M", "retrained"],
                         ["proj/model.bin"], old, pushes=True)
+    s.after_recover = lambda c: signed_problems(c, made=False)  # a roll-forward's tag too
     s.final = signed_problems
     run_scenario(s, tmp_path, 9, "test_signed_tagged_commit")
 
