@@ -537,7 +537,7 @@ def test_hooks_install_over_the_users_own_hooks(tmp_path: Path) -> None:
 
 TRAIN_STEPS = 20
 TRAIN_CHUNK = 64 * 1024
-STOP_GRACE = 1.0  # s: a stopped command's script takes no step after this
+STOP_GRACE = 1.5  # s: a stopped command's script takes no step after this (a loaded machine)
 TRAIN_RUN = f'''\
 """Trains for about 2 s: notes its pid, then writes model.bin through a temporary outside the
 work tree, renamed into place at the end (as a careful script does), noting the time of every
