@@ -1056,8 +1056,9 @@ def exercise(s: Scenario, work: Path, n: int, test_id: str = HERE) -> Tally:
         state = "interrupted" if c.run.interrupted else "finished first"
         if c.run.startup:
             state += " during interpreter start-up"
+        notes = f" [{'; '.join(c.notes)}]" if c.notes else ""
         print(f"  {c.tag()}: exit {c.run.returncode} ({state}), "
-              f"{'OK' if not problems else f'{len(problems)} problem(s)'}", flush=True)
+              f"{'OK' if not problems else f'{len(problems)} problem(s)'}{notes}", flush=True)
         kept = None
         if problems:
             for p in problems:

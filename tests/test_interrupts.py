@@ -605,8 +605,10 @@ def stopped_problems(c: ih.Case) -> list[str]:
         return problems
     for pid in pids:
         steps = (c.folder / "pids" / str(pid)).read_text().split()
-        late = [float(t) for t in steps if t.replace(".", "", 1).isdigit()
-                and float(t) > r.sent_at + STOP_GRACE]
+        times = [float(t) for t in steps if t.replace(".", "", 1).isdigit()]
+        if ("done" not in steps or times[-1] > r.sent_at) and any(t < r.sent_at for t in times):
+            c.notes.append("the signal came while the script trained")
+        late = [t for t in times if t > r.sent_at + STOP_GRACE]
         if late:
             problems.append(f"[survivor] the script (pid {pid}) went on training for "
                             f"{late[-1] - r.sent_at:.1f}s after {r.sig and r.sig.name} of "
