@@ -92,7 +92,8 @@ def lock_path(root: Path) -> Path:
 
 
 def pending(root: Path) -> bool:
-    """Whether a journal or a writer's mark is there (stats, no process: ``log`` stays fast)."""
+    """Whether a journal, a writer's mark or a repro's worktree mark is there (stats, no
+    process: ``log`` stays fast)."""
     dot_git = root / ".git"
     if dot_git.is_dir():
         return ((dot_git / JOURNAL_DIR / JOURNAL).is_file()

@@ -691,7 +691,7 @@ def test_run_of_a_training_script(tmp_path: Path) -> None:
                     paths=RUN_PATHS, before=before, after=after, settled="whole", pushes=True,
                     case_env=train_env, after_interrupt=stopped, after_recover=tmp_litter,
                     final=tmp_litter)
-    run_scenario(s, tmp_path, 12, "test_run_of_a_training_script")
+    run_scenario(s, tmp_path, 15, "test_run_of_a_training_script")
 
 
 @pytest.mark.interrupts
