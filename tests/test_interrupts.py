@@ -10,8 +10,10 @@ unchanged, the rerun completing with no temporary file in the work tree, cache o
 manifest that describes the workspace, exactly one snapshot commit per piece of work, and every
 object on the remote after a push. Knobs and how to replay a case: ``tests/interrupts.py``.
 
-``test_commit_interrupted_three_times`` is the everyday version; the rest are marked
-``interrupts`` (``python -m pytest -m interrupts -n 2``).
+``test_commit_interrupted_three_times`` is the everyday version, with three kills at fixed
+moments (``mlsnap run`` while its command trains, ``repro`` while its command runs, ``commit
+--sign --tag`` between its commit and its tag); the rest are marked ``interrupts``
+(``python -m pytest -m interrupts -n 2``).
 """
 
 from __future__ import annotations
