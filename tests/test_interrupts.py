@@ -833,7 +833,7 @@ def test_report_over_an_older_one(tmp_path: Path) -> None:
                     before=before, after=before, commits=0, remote_writes=False,
                     case_env=train_env, after_interrupt=during, after_recover=tmp_litter,
                     final=after)
-    run_scenario(s, tmp_path, 6, "test_report_over_an_older_one")
+    run_scenario(s, tmp_path, 9, "test_report_over_an_older_one")
 
 
 # --------------------------------------------------------------------------- 12. signed
