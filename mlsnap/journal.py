@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlsnap import gitrepo, writers
-from mlsnap.errors import JournalFailed, MlsnapError
+from mlsnap.errors import GitFailed, JournalFailed, MlsnapError
 from mlsnap.fsutil import atomic_write, fsync_dir, repo_lock, try_repo_lock
 from mlsnap.partials import remove_store_temps, remove_temps
 
@@ -46,6 +46,7 @@ class Intent:
     head: str | None = None
     name: str | None = None
     tag: tuple[str, str] | None = None  # (ref, message) to create once the commit exists
+    sign: bool = False  # the commit and its tag are signed (``commit --sign``)
     files: dict[str, str | None] = field(default_factory=dict)  # rel path -> saved copy or None
     index: str | None = None  # saved copy of .git/index, None when there was none
     staged: list[str] = field(default_factory=list)  # paths the commit stages (roll forward)
@@ -91,11 +92,15 @@ def lock_path(root: Path) -> Path:
 
 
 def pending(root: Path) -> bool:
-    """Whether a journal or a writer's mark is there (stats, no process: ``log`` stays fast)."""
+    """Whether a journal, a writer's mark or a repro's worktree mark is there (stats, no
+    process: ``log`` stays fast)."""
     dot_git = root / ".git"
     if dot_git.is_dir():
-        return (dot_git / JOURNAL_DIR / JOURNAL).is_file() or (dot_git / writers.WRITERS_DIR).is_dir()
-    return (folder(root) / JOURNAL).is_file() or writers.writers_dir(root).is_dir()
+        return ((dot_git / JOURNAL_DIR / JOURNAL).is_file()
+                or (dot_git / writers.WRITERS_DIR).is_dir()
+                or (dot_git / gitrepo.worktree.MARKS_DIR).is_dir())
+    return ((folder(root) / JOURNAL).is_file() or writers.writers_dir(root).is_dir()
+            or gitrepo.worktree.marks_dir(root).is_dir())
 
 
 def recover(root: Path) -> str | None:
@@ -110,6 +115,7 @@ def recover(root: Path) -> str | None:
         if not locked:
             return None
         writers.clear_dead_writers(root)
+        gitrepo.remove_stale_worktrees(root)  # of a killed `mlsnap repro`
         return _recover_locked(root)
 
 
@@ -188,7 +194,13 @@ def _undo(root: Path, intent: Intent, where: Path) -> str:
         # The snapshot exists: finish it. The real index follows the commit; the tag is made.
         gitrepo.sync_index(root, intent.staged)
         if intent.tag and not gitrepo.tag_exists(root, intent.tag[0]):
-            gitrepo.create_tag(root, intent.tag[0], "HEAD", intent.tag[1])
+            try:
+                gitrepo.create_tag(root, intent.tag[0], "HEAD", intent.tag[1], sign=intent.sign)
+            except GitFailed:
+                if not intent.sign:
+                    raise
+                # Git could not sign here (no agent, a passphrase): no unsigned tag in its
+                # place; the rerun of the command makes it, signed.
         outcome = f"finished the interrupted `{intent.argv or intent.op}`"
     else:
         for rel, saved in intent.files.items():

@@ -157,21 +157,24 @@ def _since(clock: float) -> float:
 @contextlib.contextmanager
 def _worktree(root: Path, commit: str, keep: bool) -> Iterator[Path]:
     """A temporary worktree of ``commit``; removed afterwards unless ``keep`` (a second
-    Ctrl-C during the removal does not stop it)."""
-    folder = Path(tempfile.mkdtemp(prefix="mlsnap-repro-"))
+    Ctrl-C during the removal does not stop it). It is marked before its folder exists, so
+    that a kill -9 at any moment leaves it to the next mlsnap command to remove
+    (``gitrepo.remove_stale_worktrees``); everything else repro writes lives in its folder."""
+    folder, mark = gitrepo.mark_temporary(root, Path(tempfile.gettempdir()))
     wt = folder / (root.name or "repo")
     try:
+        folder.mkdir(mode=0o700)
         gitrepo.worktree_add(root, wt, commit)
         yield wt
     finally:
-        if not keep:
-            for _ in range(3):
-                try:
-                    gitrepo.worktree_remove(root, wt)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    break
-                except KeyboardInterrupt:
-                    continue
+        for _ in range(3):
+            try:
+                if not keep:
+                    gitrepo.remove_temporary(root, folder)
+                gitrepo.unmark(mark)
+                break
+            except KeyboardInterrupt:
+                continue
 
 
 def _fetch(root: Path, repo: Any, snap: history.Snapshot, m: Manifest,
@@ -198,7 +201,7 @@ def _prepare(root: Path, repo: Any, wt: Path, own: str, m: Manifest) -> None:
         gitrepo.checkout_files(wt, own, gitrepo.changed_by(root, own))
     patch = m.code.patch
     if patch is not None:
-        with tempfile.TemporaryDirectory(prefix="mlsnap-patch-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="patch-", dir=wt.parent) as tmp:  # marked
             file = Path(tmp) / "code.patch"
             store.export(repo, patch.path, patch.md5, file)
             if file.stat().st_size:

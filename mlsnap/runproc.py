@@ -1,6 +1,7 @@
 """Running a user's command for ``mlsnap run`` and ``mlsnap repro``: output streamed and its
-tail kept, Ctrl-C and SIGTERM forwarded to the command's own process group, and the Python
-distributions the command imported noted where it can be told.
+tail kept, Ctrl-C and SIGTERM forwarded to the command's own process group, the group stopped
+by a watchdog when mlsnap itself is killed, and the Python distributions the command imported
+noted where it can be told.
 
 Standard library only: the command runs for hours, mlsnap only watches it.
 """
@@ -91,7 +92,7 @@ def _mlsnap_imports():
         where = _os.path.join(_os.environ["MLSNAP_RUN_IMPORTS"], "%d.txt" % _os.getpid())
         with open(where, "w") as f:
             f.write("\\n".join(names))
-    except Exception:
+    except BaseException:  # a Ctrl-C during the exit of CMD too: this hook never prints
         pass
 
 
@@ -109,11 +110,117 @@ finally:
 '''
 
 
+# The watchdog: stops CMD's process group, and removes the hook's folder, when mlsnap ends
+# without saying it is done (kill -9, the OOM killer). Its only input is a pipe whose one write
+# end mlsnap holds, so the kernel closes it however mlsnap ends. Lines: "pg N" (the group to
+# stop), "end" (CMD was reaped: the number is no longer CMD's), "rm PATH", "ok" (mlsnap
+# finished its own clean-up: nothing to do).
+_WATCHDOG = """\
+import os, shutil, signal, sys, time
+for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+    signal.signal(sig, signal.SIG_IGN)
+fd, pgid, folders, buf = int(sys.argv[1]), None, [], b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except InterruptedError:
+        continue
+    except OSError:
+        chunk = b""
+    if not chunk:
+        break
+    buf += chunk
+    while b"\\n" in buf:
+        line, buf = buf.split(b"\\n", 1)
+        word, _, arg = line.decode("utf-8", "surrogateescape").partition(" ")
+        if word == "ok":
+            sys.exit(0)
+        if word == "pg":
+            pgid = int(arg)
+        elif word == "end":
+            pgid = None
+        elif word == "rm":
+            folders.append(arg)
+if pgid is not None:
+    for sig, wait in ((signal.SIGTERM, %(term)r), (signal.SIGKILL, %(kill)r)):
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except OSError:
+                break
+            time.sleep(0.05)
+        else:
+            continue
+        break
+for folder in folders:
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
+class _Watchdog:
+    """Outlives mlsnap to stop CMD when mlsnap is killed.
+
+    CMD runs in a process group of its own (a Ctrl-C is forwarded to all of it once, and
+    mlsnap's own signals never reach it twice), so a kill -9 of mlsnap, or of mlsnap's group,
+    used to leave CMD training on with nobody to record it. Linux's PR_SET_PDEATHSIG was the
+    other way: it reaches only CMD itself (not the workers of torchrun or the children of a
+    shell), it fires when the *thread* that started CMD ends rather than the process, and it
+    needs a ``preexec_fn``, unsafe in a process with threads (DVC's, the environment probe).
+    This watchdog is a small process in a session of its own (a kill of mlsnap's group does
+    not reach it) that waits on a pipe: when mlsnap ends without writing "ok", the kernel
+    closes the pipe and the watchdog stops CMD's whole group, SIGTERM then SIGKILL, each after
+    a bounded wait (``_STOP_WAIT``), and removes the folders it was told about. It is started
+    before anything it guards exists; the only moment not covered is the few microseconds
+    between CMD's start and the note of its group.
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.fd: int | None = None
+        if not sys.executable:
+            return
+        read, write = os.pipe()  # neither end is inherited by CMD or any other child
+        script = _WATCHDOG % {"term": _STOP_WAIT[0], "kill": _STOP_WAIT[1]}
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", script, str(read)], cwd=cwd,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(read,), start_new_session=True)
+        except OSError:
+            os.close(write)
+            return
+        finally:
+            os.close(read)
+        self.fd = write
+
+    def say(self, line: str) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, os.fsencode(line) + b"\n")
+
+    def done(self) -> None:
+        """mlsnap finished its clean-up: the watchdog leaves at once."""
+        if self.fd is None:
+            return
+        self.say("ok")
+        os.close(self.fd)
+        self.fd = None
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+                self.proc.wait(timeout=_STOP_WAIT[1])
+
+
 @contextlib.contextmanager
-def _imports_hook(env: dict[str, str]) -> Iterator[Path]:
+def _imports_hook(env: dict[str, str], watchdog: _Watchdog) -> Iterator[Path]:
     """A temporary folder holding the hook, put first on CMD's PYTHONPATH; yields the folder
-    the processes write their reports to."""
+    the processes write their reports to. The watchdog removes it if mlsnap is killed."""
     folder = Path(tempfile.mkdtemp(prefix="mlsnap-run-"))
+    watchdog.say(f"rm {folder}")
     try:
         hook = folder / "hook"
         reports = folder / "imports"
@@ -222,7 +329,10 @@ def execute(cmd: Sequence[str], cwd: Path, *, stdout: IO[Any] | None, stderr: IO
     child_env.setdefault("PYTHONUNBUFFERED", "1")  # piped output arrives as it is printed
     tail = _Tail()
     with contextlib.ExitStack() as stack:
-        reports = stack.enter_context(_imports_hook(child_env)) if track_imports else None
+        watchdog = _Watchdog(cwd)
+        stack.callback(watchdog.done)  # last: after the hook's folder is gone
+        reports = (stack.enter_context(_imports_hook(child_env, watchdog)) if track_imports
+                   else None)
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         clock = time.monotonic()
         stdin = subprocess.DEVNULL if sys.stdin is None or sys.stdin.isatty() else None
@@ -231,6 +341,7 @@ def execute(cmd: Sequence[str], cwd: Path, *, stdout: IO[Any] | None, stderr: IO
                                  else {"preexec_fn": os.setpgrp})
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=child_env, stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **group)
+        watchdog.say(f"pg {proc.pid}")
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [threading.Thread(target=_pump, args=(pipe, sink, tail), daemon=True)
                  for pipe, sink in ((proc.stdout, stdout), (proc.stderr, stderr))]
@@ -241,6 +352,7 @@ def execute(cmd: Sequence[str], cwd: Path, *, stdout: IO[Any] | None, stderr: IO
         except KeyboardInterrupt as exc:
             _stop(proc, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
             raise
+        watchdog.say("end")  # reaped: its number may be reused from now on
         duration = time.monotonic() - clock
         for pump in pumps:
             pump.join(timeout=_PUMP_WAIT)

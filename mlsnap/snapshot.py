@@ -162,12 +162,13 @@ def commit(
     name = workspace.check_name(name or cfg.default_name)
     version = check_version(tag, f"--tag {tag!r}") if tag else None
     tag_ref = f"{name}@v{version}" if version else None
-    if tag_ref and gitrepo.tag_exists(root, tag_ref):
-        raise BadInput(f"--tag {tag}", f"tag {tag_ref} already exists; choose a new version")
+    # A tag already on the last snapshot of this name is the one a killed run of this very
+    # command made (or its roll-forward): the rerun goes on, and makes no second commit.
+    tag_made = bool(tag_ref) and tag_on_last_snapshot(root, tag_ref or "", name, tag, sign)
 
     intent = journal.Intent("commit", argv=journal.command_line("commit"), name=name,
                             tag=(tag_ref, f"{name} {version}: {message}".strip())
-                            if tag_ref else None)
+                            if tag_ref else None, sign=sign)
     with journal.operation(root, intent) as op:
         head = gitrepo.head(root)  # again: a commit that held the lock may have moved HEAD
         intent.head = head
@@ -273,12 +274,15 @@ def commit(
                 # Nothing to record: no second snapshot of the same work (a rerun after a kill
                 # past the Git commit lands here too); the tag and the push still happen.
                 sha = gitrepo.last_commit_of(root, manifest_path(name)) or head
-                if tag_ref:
+                if tag_ref and not tag_made:
                     gitrepo.create_tag(root, tag_ref, sha, f"{name} {version}: {message}".strip(),
                                        sign=sign)
                 pushed = _push_snapshot(repo, prev, jobs, sha) if push else None
                 return CommitResult(prev, sha, tag_ref, pushed, branch is None, (),
                                     unchanged=True, told=told)
+            if tag_made:  # the tag names the previous snapshot, and this one differs
+                raise BadInput(f"--tag {tag}", f"tag {tag_ref} already exists; choose a new "
+                               "version")
             text = dump(manifest)
             redaction.scan(text, manifest_path(name), secrets)
             loads(text, manifest_path(name))  # what we write must read back
@@ -298,6 +302,23 @@ def commit(
 
             pushed = _push_snapshot(repo, manifest, jobs, sha) if push else None
     return CommitResult(manifest, sha, tag_ref, pushed, branch is None, tuple(moved), told=told)
+
+
+def tag_on_last_snapshot(root: Path, tag_ref: str, name: str, tag: str | None,
+                          sign: bool) -> bool:
+    """Whether ``tag_ref`` already names the last snapshot commit of ``name`` at HEAD (False
+    when there is no such tag); ``BadInput`` when it names another commit, or when ``sign``
+    asks for a signed tag and the one there is not."""
+    if not gitrepo.tag_exists(root, tag_ref):
+        return False
+    last = gitrepo.last_commit_of(root, manifest_path(name))
+    if last is None or gitrepo.resolve(root, f"refs/tags/{tag_ref}") != last:
+        raise BadInput(f"--tag {tag}", f"tag {tag_ref} already exists; choose a new version")
+    if sign and not gitrepo.tag_is_signed(root, tag_ref):
+        raise BadInput(f"--tag {tag}", f"tag {tag_ref} is on this snapshot but not signed; "
+                       f"remove it (`git tag -d {tag_ref}`) and run the command again to sign "
+                       "it")
+    return True
 
 
 def _push_snapshot(repo: Any, manifest: Manifest, jobs: int | None, sha: str) -> int:

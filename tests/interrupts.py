@@ -31,6 +31,7 @@ Knobs (environment variables):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -61,6 +62,7 @@ MEASURE_RUNS = 3
 GROUP_DRAIN = 15.0  # what it started (git, DVC workers) must be gone before the tree is read
 COMMAND_TIMEOUT = 300.0
 GIT_TIMEOUT = 60.0
+SURVIVOR_WAIT = 30.0  # what a stopped command started gets this long to end
 
 # DVC writes "<dir>/.<22 url-safe chars>.tmp" and "<name>.<22 chars>.tmp"; mlsnap's own
 # temporary names start with ".mlsnap-tmp-". Anything else ending in ".tmp" is litter too.
@@ -146,6 +148,7 @@ class Run:
     stragglers: int = 0  # processes of its group still alive GROUP_DRAIN s after it ended
     caught: set[int] | None = None  # signals it had handlers for when the signal was sent
     startup: bool = False  # the signal ended the interpreter before Python's handler existed
+    sent_at: float = 0.0  # time.time() when the signal was sent
 
     @property
     def before_python_handler(self) -> bool:
@@ -237,6 +240,7 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], *, sig: signal.Signals 
                     proc.wait(timeout=max(0.0, delay))
                 except subprocess.TimeoutExpired:
                     result.caught = caught_signals(proc.pid)
+                    result.sent_at = time.time()
                     if sig == signal.SIGKILL:
                         os.killpg(proc.pid, signal.SIGKILL)
                     else:
@@ -264,6 +268,54 @@ def run(argv: list[str], cwd: Path, env: dict[str, str], *, sig: signal.Signals 
         result.stdout = out_f.read().decode(errors="replace")
         result.stderr = err_f.read().decode(errors="replace")
     return result
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended: only its exit status is left)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def _works_in(pid: int, folder: Path) -> bool:
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return cwd == folder or folder in cwd.parents
+
+
+def survivors(folder: Path, pids: list[int], wait: float = SURVIVOR_WAIT) -> list[str]:
+    """What an ended command left running: each of ``pids`` (processes it started, which
+    noted their own pid) and any process whose working folder is inside ``folder`` (the
+    case's copy), once ``wait`` s have passed; those found are SIGKILLed, so that the next
+    case starts alone. Another process of this machine never works inside a case's folder."""
+    def alive() -> list[int]:
+        found = {p for p in pids if _alive(p)}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid() and _alive(int(entry)) \
+                    and _works_in(int(entry), folder):
+                found.add(int(entry))
+        return sorted(found)
+
+    deadline = time.monotonic() + wait
+    left = alive()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = alive()
+    problems = []
+    for pid in left:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            cmdline = b"?"
+        problems.append(f"[survivor] pid {pid} ({cmdline.decode(errors='replace').strip()[:120]}"
+                        f") still ran {wait:.0f}s after the command ended; killed")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return problems
 
 
 # --------------------------------------------------------------------------- reading state
@@ -723,7 +775,9 @@ class Scenario:
     script: bool = False  # argv is the user's script, not the mlsnap CLI
     localize: Callable[[Path], None] | None = None  # per-copy fix-up (remote URL)
     after_interrupt: Check | None = None  # extra checks right after the interruption
+    after_recover: Check | None = None  # extra checks after the next mlsnap command
     final: Check | None = None  # extra checks after the rerun
+    case_env: Callable[[Path], dict[str, str]] | None = None  # more variables, per copy
     remote_check: Check | None = None  # replaces the folder remote's completeness check
 
     def __post_init__(self) -> None:
@@ -768,7 +822,10 @@ class Case:
 
     @property
     def env(self) -> dict[str, str]:
-        return command_env(self.folder)
+        env = command_env(self.folder)
+        if self.scenario.case_env is not None:
+            env.update(self.scenario.case_env(self.folder))
+        return env
 
     def tag(self) -> str:
         sig = self.sig.name if self.sig else "none"
@@ -816,6 +873,8 @@ def check_case(c: Case) -> list[str]:
         problems.append(f"[git status] after the next command {after!r}, before the command "
                         f"{c.porcelain_before!r}")
     problems += [f"[litter] after the next command: {p}" for p in litter(c.proj)]
+    if s.after_recover is not None:
+        problems += s.after_recover(c)
     journals = sorted(p.relative_to(c.proj).as_posix()
                       for p in (c.proj / ".git" / "mlsnap").rglob("journal.json"))
     if journals:  # the journal's place is mlsnap's business: any journal.json left there
@@ -997,8 +1056,9 @@ def exercise(s: Scenario, work: Path, n: int, test_id: str = HERE) -> Tally:
         state = "interrupted" if c.run.interrupted else "finished first"
         if c.run.startup:
             state += " during interpreter start-up"
+        notes = f" [{'; '.join(c.notes)}]" if c.notes else ""
         print(f"  {c.tag()}: exit {c.run.returncode} ({state}), "
-              f"{'OK' if not problems else f'{len(problems)} problem(s)'}", flush=True)
+              f"{'OK' if not problems else f'{len(problems)} problem(s)'}{notes}", flush=True)
         kept = None
         if problems:
             for p in problems:

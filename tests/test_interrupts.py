@@ -10,18 +10,24 @@ unchanged, the rerun completing with no temporary file in the work tree, cache o
 manifest that describes the workspace, exactly one snapshot commit per piece of work, and every
 object on the remote after a push. Knobs and how to replay a case: ``tests/interrupts.py``.
 
-``test_commit_interrupted_three_times`` is the everyday version; the rest are marked
-``interrupts`` (``python -m pytest -m interrupts -n 2``).
+``test_commit_interrupted_three_times`` is the everyday version, with three kills at fixed
+moments (``mlsnap run`` while its command trains, ``repro`` while its command runs, ``commit
+--sign --tag`` between its commit and its tag); the rest are marked ``interrupts``
+(``python -m pytest -m interrupts -n 2``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -527,6 +533,386 @@ def test_hooks_install_over_the_users_own_hooks(tmp_path: Path) -> None:
                     after_interrupt=lambda c: hook_problems(c, final=False),
                     final=lambda c: hook_problems(c, final=True))
     run_scenario(s, tmp_path, 80, "test_hooks_install_over_the_users_own_hooks")
+
+
+# --------------------------------------------------------------------------- 10. run, repro
+
+TRAIN_STEPS = 20
+TRAIN_CHUNK = 64 * 1024
+STOP_GRACE = 1.5  # s: a stopped command's script takes no step after this (a loaded machine)
+TRAIN_RUN = f'''\
+"""Trains for about 2 s: notes its pid, then writes model.bin through a temporary outside the
+work tree, renamed into place at the end (as a careful script does), noting the time of every
+step in its pid's file. Its model depends only on params.yaml, so a re-run makes the same
+bytes. Quiet while it trains (as a script logging to a file is: a closed pipe cannot end it).
+Ctrl-C ends it quietly (exit 130)."""
+try:
+    import os
+    import random
+    import sys
+    import time
+
+    import yaml
+
+    print("training", flush=True)
+    log = open(os.path.join(os.environ["TRAIN_PID_DIR"], str(os.getpid())), "a")
+    lr = yaml.safe_load(open("params.yaml"))["lr"]
+    rng = random.Random(str(lr))
+    scratch = os.path.join(os.environ["TRAIN_SCRATCH"], "model-%d.bin" % os.getpid())
+    with open(scratch, "wb") as f:
+        for step in range({TRAIN_STEPS}):
+            log.write("%r\\n" % time.time())
+            log.flush()
+            f.write(rng.randbytes({TRAIN_CHUNK}))
+            f.flush()
+            time.sleep(0.1)
+    os.replace(scratch, "model.bin")
+    log.write("done %r\\n" % time.time())
+    log.flush()
+except KeyboardInterrupt:
+    sys.exit(130)
+'''
+
+
+def trained_model(lr: float) -> bytes:
+    rng = random.Random(str(lr))
+    return b"".join(rng.randbytes(TRAIN_CHUNK) for _ in range(TRAIN_STEPS))
+
+
+def train_env(folder: Path) -> dict[str, str]:
+    """Where the training script notes its pid and keeps its temporary (outside the work tree),
+    and a temporary folder of the copy's own (TMPDIR), checked for what mlsnap leaves there."""
+    env = {}
+    for var, sub in (("TRAIN_PID_DIR", "pids"), ("TRAIN_SCRATCH", "scratch"), ("TMPDIR", "tmp")):
+        (folder / sub).mkdir(exist_ok=True)
+        env[var] = str(folder / sub)
+    return env
+
+
+def train_pids(c: ih.Case) -> list[int]:
+    folder = c.folder / "pids"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) \
+        if folder.is_dir() else []
+
+
+def stopped_problems(c: ih.Case) -> list[str]:
+    """The training script started by the interrupted command is gone within a bounded
+    wait, and took no step later than STOP_GRACE s after the signal (a script that trains for
+    another hour would otherwise go unnoticed)."""
+    r = c.run
+    assert r is not None
+    pids = train_pids(c)
+    problems = ih.survivors(c.folder, pids)
+    if not r.signalled or r.returncode == 0:
+        return problems
+    for pid in pids:
+        steps = (c.folder / "pids" / str(pid)).read_text().split()
+        times = [float(t) for t in steps if t.replace(".", "", 1).isdigit()]
+        if ("done" not in steps or times[-1] > r.sent_at) and any(t < r.sent_at for t in times):
+            c.notes.append("the signal came while the script trained")
+        late = [t for t in times if t > r.sent_at + STOP_GRACE]
+        if late:
+            problems.append(f"[survivor] the script (pid {pid}) went on training for "
+                            f"{late[-1] - r.sent_at:.1f}s after {r.sig and r.sig.name} of "
+                            f"mlsnap ({len(late)} step(s) later than {STOP_GRACE:.0f}s)")
+    return problems
+
+
+def tmp_litter(c: ih.Case) -> list[str]:
+    tmp = c.folder / "tmp"
+    left = sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+    return [f"[litter] TMPDIR: {name}" for name in left]
+
+
+def git_state(proj: Path) -> dict[str, str]:
+    """HEAD, the branch, Git's index (staged entries), the registered worktrees (paths
+    relative to the copy's folder), the tags."""
+    listed = [ln.split(" ", 1)[1] for ln in ih.git(proj, "worktree", "list", "--porcelain")
+              .splitlines() if ln.startswith("worktree ")]
+    return {"HEAD": ih.git(proj, "rev-parse", "HEAD").strip(),
+            "branch": ih.git(proj, "symbolic-ref", "-q", "HEAD", check=False).strip(),
+            "index": ih.git(proj, "ls-files", "-s"),
+            "worktrees": "\n".join(os.path.relpath(w, proj.parent) for w in listed),
+            "tags": ih.git(proj, "tag", "-l")}
+
+
+def git_state_problems(c: ih.Case, expected: dict[str, str], when: str,
+                       skip: tuple[str, ...] = ()) -> list[str]:
+    now = git_state(c.proj)
+    return [f"[git] {when}: {k} is {now[k]!r}, before the command {expected[k]!r}"
+            for k in expected if k not in skip and now[k] != expected[k]]
+
+
+def run_template(base: Path) -> Path:
+    """A project whose first snapshot was taken with `mlsnap run` (lr 0.1)."""
+    proj = new_template(base)
+    (proj / "train_run.py").write_text(TRAIN_RUN)
+    ih.git(proj, "add", "train_run.py")
+    ih.git(proj, "commit", "-q", "-m", "training script")
+    env = {**ih.command_env(base), **train_env(base)}
+    proc = subprocess.run(ih.mlsnap_argv("run", "-o", "model.bin", "-M", "first", "--",
+                                         sys.executable, "train_run.py"),
+                          cwd=proj, capture_output=True, text=True, timeout=300, env=env,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    for sub in ("pids", "scratch", "tmp"):
+        shutil.rmtree(base / sub)
+    return proj
+
+
+RUN_PATHS = ["proj/model.bin", "proj/data", "proj/params.yaml", "proj/train_run.py",
+             "proj/notes.txt"]
+
+
+@pytest.mark.interrupts
+def test_run_of_a_training_script(tmp_path: Path) -> None:
+    """`mlsnap run` of a real script: Ctrl-C and SIGTERM stop the script and make no snapshot,
+    kill -9 of mlsnap does not leave the script running, one snapshot after the rerun."""
+    base = tmp_path / "template"
+    proj = run_template(base)
+    (proj / "params.yaml").write_text("lr: 0.2\nepochs: 10\noptimizer:\n  name: adam\n")
+    ih.git(proj, "commit", "-q", "-am", "tune lr")
+    before = ih.digest(base, RUN_PATHS)
+    assert (proj / "model.bin").read_bytes() == trained_model(0.1)
+    after = {**before, "proj/model.bin": hashlib.sha256(trained_model(0.2)).hexdigest()}
+
+    def stopped(c: ih.Case) -> list[str]:
+        problems = stopped_problems(c)
+        r = c.run
+        assert r is not None
+        cut_short = (c.proj / "model.bin").read_bytes() == trained_model(0.1)
+        made = ih.snapshot_commits(c.proj, c.head_before)
+        if r.signalled and r.returncode in (130, 143) and cut_short and made:
+            problems.append(f"[snapshot] {r.sig and r.sig.name} stopped the script, yet "
+                            f"{made} snapshot commit(s) were made")
+        return problems
+
+    s = ih.Scenario(label="run", template=base,
+                    argv=ih.mlsnap_argv("run", "-o", "model.bin", "-M", "lr 0.2", "--",
+                                        sys.executable, "train_run.py"),
+                    paths=RUN_PATHS, before=before, after=after, settled="whole", pushes=True,
+                    case_env=train_env, after_interrupt=stopped, after_recover=tmp_litter,
+                    final=tmp_litter)
+    run_scenario(s, tmp_path, 15, "test_run_of_a_training_script")
+
+
+@pytest.mark.interrupts
+def test_repro_of_a_recorded_run(tmp_path: Path) -> None:
+    """`mlsnap repro`: HEAD, branch, index and work tree untouched at every moment; no
+    process, worktree or temporary folder of it left once the next command has run."""
+    base = tmp_path / "template"
+    proj = run_template(base)
+    before = ih.digest(base, RUN_PATHS)
+    state = git_state(proj)
+
+    def right_after(c: ih.Case) -> list[str]:
+        return stopped_problems(c) + git_state_problems(
+            c, state, "right after the interruption", skip=("worktrees",))
+
+    def settled(c: ih.Case) -> list[str]:
+        return git_state_problems(c, state, "after the next command") + tmp_litter(c)
+
+    s = ih.Scenario(label="repro", template=base, argv=ih.mlsnap_argv("repro"),
+                    paths=RUN_PATHS, before=before, after=before, commits=0,
+                    remote_writes=False, case_env=train_env, after_interrupt=right_after,
+                    after_recover=settled, final=settled)
+    run_scenario(s, tmp_path, 9, "test_repro_of_a_recorded_run")
+
+
+def test_kill_9_of_mlsnap_run_stops_its_command(tmp_path: Path) -> None:
+    """The everyday version of the run scenario's survivor check, at a chosen moment: kill -9
+    of `mlsnap run`'s process group while a quiet script trains (in a group of its own) ends
+    the script within seconds and leaves nothing in TMPDIR."""
+    base = tmp_path / "case"
+    proj = run_template(base)
+    env = {**ih.command_env(base), **train_env(base)}
+    (proj / "slow.py").write_text(
+        "import os, time\n"
+        "open(os.path.join(os.environ['TRAIN_PID_DIR'], str(os.getpid())), 'w').close()\n"
+        "time.sleep(120)\n")
+    ih.git(proj, "add", "slow.py")
+    ih.git(proj, "commit", "-q", "-m", "slow")
+    proc = subprocess.Popen(ih.mlsnap_argv("run", "-o", "model.bin", "--", sys.executable,
+                                           "slow.py"), cwd=proj, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    pids: list[int] = []
+    for _ in range(600):  # bounded: 60 s for DVC to load and the script to start
+        pids = sorted(int(p.name) for p in (base / "pids").iterdir())
+        if pids or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert pids, "the script never started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert ih.survivors(base, pids, wait=10.0) == []
+    assert sorted(p.name for p in (base / "tmp").iterdir()) == []
+
+
+def test_next_command_removes_a_killed_repros_worktree_and_no_other(tmp_path: Path) -> None:
+    """kill -9 of `mlsnap repro` once its worktree exists: the next `mlsnap status` removes
+    that worktree (folder and Git's record), and leaves alone a worktree of the user's that
+    even looks like one of mlsnap's."""
+    base = tmp_path / "case"
+    proj = run_template(base)
+    env = {**ih.command_env(base), **train_env(base)}
+    mine = base / "tmp" / "mlsnap-repro-mine"
+    ih.git(proj, "worktree", "add", "-q", "--detach", str(mine), "HEAD")
+    proc = subprocess.Popen(ih.mlsnap_argv("repro"), cwd=proj, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):  # bounded: until the script runs in the repro's worktree
+        if any((base / "pids").iterdir()) or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "repro ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert ih.survivors(base, train_pids_in(base / "pids"), wait=10.0) == []
+    left = sorted(p.name for p in (base / "tmp").iterdir())
+    assert len(left) == 2 and "mlsnap-repro-mine" in left  # the killed one's is still there
+    status = ih.run(ih.mlsnap_argv("status", "--no-remote"), proj, env)
+    assert status.returncode in (0, 3), status.stderr
+    assert sorted(p.name for p in (base / "tmp").iterdir()) == ["mlsnap-repro-mine"]
+    listed = ih.git(proj, "worktree", "list", "--porcelain")
+    assert listed.count("worktree ") == 2 and f"worktree {mine}" in listed
+    assert not (proj / ".git" / "mlsnap-worktrees").exists()
+
+
+def train_pids_in(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+# --------------------------------------------------------------------------- 11. report
+
+
+GENERATED = re.compile(rb"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+
+
+def report_problems(c: ih.Case, new: bytes, old: bytes, final: bool) -> list[str]:
+    """report.html is last week's report or the new one, whole (the same page but for the
+    minute it names as generated); after the rerun, the new one."""
+    path = c.proj / "report.html"
+    if not path.is_file():
+        return ["[lost] report.html is gone"]
+    now = path.read_bytes()
+    if now == old:
+        return ["[report] after the rerun report.html is still last week's"] if final else []
+    if GENERATED.sub(b"generated <when>", now) != new:
+        return [(f"[partial] report.html ({len(now)} B) is neither the old report nor a whole "
+                f"new one ({len(new)} B)")]
+    return []
+
+
+@pytest.mark.interrupts
+def test_report_over_an_older_one(tmp_path: Path) -> None:
+    """`mlsnap report -o report.html`: the file is the old report or the new one, whole."""
+    base = tmp_path / "template"
+    proj = new_template(base)
+    for i in range(4):
+        (proj / "model.bin").write_bytes(random.Random(i).randbytes(4096))
+        mlsnap(proj, "commit", "model.bin", "-p", f"lr=0.{i + 1}", "-m", f"acc=0.{i + 5}",
+               "-M", f"try {i}", "--no-push")
+    with open(proj / ".git" / "info" / "exclude", "a") as f:
+        f.write("report.html\n")  # the user keeps reports out of Git
+    mlsnap(proj, "report", "-o", "report.html")
+    new = GENERATED.sub(b"generated <when>", (proj / "report.html").read_bytes())
+    assert new.count(b"generated <when>") == 1
+    old = b"<html><body>last week's report</body></html>\n"
+    (proj / "report.html").write_bytes(old)
+    paths = ["proj/model.bin", "proj/notes.txt", "proj/data"]
+    before = ih.digest(base, paths)
+
+    def during(c: ih.Case) -> list[str]:
+        return report_problems(c, new, old, final=False)
+
+    def after(c: ih.Case) -> list[str]:
+        return report_problems(c, new, old, final=True) + tmp_litter(c)
+
+    s = ih.Scenario(label="report", template=base,
+                    argv=ih.mlsnap_argv("report", "-o", "report.html"), paths=paths,
+                    before=before, after=before, commits=0, remote_writes=False,
+                    case_env=train_env, after_interrupt=during, after_recover=tmp_litter,
+                    final=after)
+    run_scenario(s, tmp_path, 9, "test_report_over_an_older_one")
+
+
+# --------------------------------------------------------------------------- 12. signed
+
+
+def signing_template(base: Path) -> Path:
+    """A project signing with a throwaway SSH key (no passphrase), trusted by the repository's
+    own allowed-signers file; one signed, tagged snapshot."""
+    proj = new_template(base)
+    keys = base.parent / "keys"
+    keys.mkdir()
+    key = keys / "alice"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f",
+                    str(key)], check=True, timeout=60)
+    allowed = keys / "allowed_signers"
+    allowed.write_text("alice@example.com " + " ".join(
+        (keys / "alice.pub").read_text().split()[:2]) + "\n")
+    for k, v in (("gpg.format", "ssh"), ("user.signingkey", f"{key}.pub"),
+                 ("gpg.ssh.allowedSignersFile", str(allowed))):
+        ih.git(proj, "config", k, v)
+    (proj / "model.bin").write_bytes(os.urandom(2 * MiB))
+    mlsnap(proj, "commit", "model.bin", "--sign", "--tag", "1.0.0", "-M", "first")
+    return proj
+
+
+def signed_problems(c: ih.Case, made: bool = True) -> list[str]:
+    """The new tag and the snapshot commit it names carry good signatures; with ``made``
+    False (after the next command), only if the tag is there already."""
+    proj = c.proj
+    tag = "model@v1.1.0"
+    if not ih.git(proj, "tag", "-l", tag).strip():
+        return [f"[tag] {tag} was not made"] if made else []
+    problems = []
+    target = ih.git(proj, "rev-parse", f"{tag}^{{commit}}").strip()
+    if target != ih.git(proj, "rev-parse", "HEAD").strip():
+        problems.append(f"[tag] {tag} names {target[:7]}, not the snapshot at HEAD")
+    for what, args in (("tag", ["verify-tag", tag]), ("commit", ["verify-commit", target])):
+        proc = subprocess.run(["git", *args], cwd=proj, capture_output=True, text=True,
+                              timeout=60, env=ih.command_env(), check=False)
+        if proc.returncode != 0 or "Good" not in proc.stderr:
+            problems.append(f"[signature] the {what} of {tag} has no good signature: "
+                            f"{proc.stderr.strip()[-200:]!r}")
+    return problems
+
+
+def test_a_kill_between_the_signed_commit_and_its_tag(tmp_path: Path) -> None:
+    """`commit --sign --tag` killed right after its Git commit (the fault point the random
+    delays rarely hit): the next command makes the tag signed, the rerun finishes."""
+    base = tmp_path / "t"
+    proj = signing_template(base)
+    (proj / "model.bin").write_bytes(os.urandom(1 * MiB))
+    argv = ih.mlsnap_argv("commit", "model.bin", "--sign", "--tag", "1.1.0", "-M", "retrained")
+    killed = ih.run(argv, proj, {**ih.command_env(base), "MLSNAP_FAULT_AT": "after-git-commit"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not ih.git(proj, "tag", "-l", "model@v1.1.0").strip()
+    case = ih.Case(ih.Scenario(label="t", template=base, argv=argv, paths=[], before={},
+                               after={}), 0, base, None, 0.0, 0.0, 0.0)
+    status = ih.run(ih.mlsnap_argv("status", "--no-remote"), proj, ih.command_env(base))
+    assert status.returncode in (0, 3), status.stderr
+    assert signed_problems(case) == []
+    again = ih.run(argv, proj, ih.command_env(base))
+    assert again.returncode == 0, again.stderr
+    assert signed_problems(case) == [] and ih.snapshot_commits(proj, "model@v1.0.0") == 1
+
+
+@pytest.mark.interrupts
+def test_signed_tagged_commit(tmp_path: Path) -> None:
+    """`mlsnap commit --sign --tag`: finished by the next command or the rerun, the tag and
+    the snapshot commit are both signed."""
+    base = tmp_path / "template"
+    proj = signing_template(base)
+    old = ih.digest(base, ["proj/model.bin"])
+    (proj / "model.bin").write_bytes(os.urandom(2 * MiB))
+    s = commit_scenario("commit-sign-tag", base,
+                        ["commit", "model.bin", "--sign", "--tag", "1.1.0", "-M", "retrained"],
+                        ["proj/model.bin"], old, pushes=True)
+    s.after_recover = lambda c: signed_problems(c, made=False)  # a roll-forward's tag too
+    s.final = signed_problems
+    run_scenario(s, tmp_path, 6, "test_signed_tagged_commit")
 
 
 # --------------------------------------------------------------------------- the checks

@@ -243,6 +243,12 @@ def create_tag(root: Path, tag: str, rev: str, message: str, sign: bool = False)
     run(root, ["tag", "-s" if sign else "-a", "-m", message, "--", tag, check_rev(rev)])
 
 
+def tag_is_signed(root: Path, tag: str) -> bool:
+    """Whether the annotated tag ``tag`` carries a signature (good or not: Git judges it)."""
+    proc = run(root, ["cat-file", "tag", f"refs/tags/{tag}"], check=False)
+    return proc.returncode == 0 and b"-----BEGIN " in proc.stdout and b" SIGNATURE-----" in proc.stdout
+
+
 def changed_since_head(root: Path, paths: Sequence[str]) -> bool:
     """Whether any of ``paths`` differs from HEAD (or is new, or there is no HEAD)."""
     if run(root, ["rev-parse", "-q", "--verify", "HEAD^{commit}"], check=False).returncode:
