@@ -341,13 +341,13 @@ def execute(cmd: Sequence[str], cwd: Path, *, stdout: IO[Any] | None, stderr: IO
                                  else {"preexec_fn": os.setpgrp})
         proc = subprocess.Popen(list(cmd), cwd=cwd, env=child_env, stdin=stdin,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **group)
-        watchdog.say(f"pg {proc.pid}")
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [threading.Thread(target=_pump, args=(pipe, sink, tail), daemon=True)
                  for pipe, sink in ((proc.stdout, stdout), (proc.stderr, stderr))]
-        for pump in pumps:
-            pump.start()
-        try:
+        try:  # from here on, a Ctrl-C at any moment stops CMD's group before it goes on
+            watchdog.say(f"pg {proc.pid}")
+            for pump in pumps:
+                pump.start()
             returncode = proc.wait()
         except KeyboardInterrupt as exc:
             _stop(proc, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
