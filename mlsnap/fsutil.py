@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -47,16 +48,19 @@ def atomic_write(path: Path, data: bytes, *, fault_step: str | None = None,
                  mode: int | None = None) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
 
-    A reader sees either the old file or the new one, never a partial one.
+    A reader sees either the old file or the new one, never a partial one. ``mode`` defaults
+    to what a plain write would give: the replaced file's mode, or 0666 less the umask for a
+    new file (a temporary file is 0600, which would make a report or an index private).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        mode = _mode_of(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         if fault_step:
             fault_point(fault_step)
@@ -68,6 +72,15 @@ def atomic_write(path: Path, data: bytes, *, fault_step: str | None = None,
             raise MlsnapError(f"{path}: no space left on device; nothing was changed") from exc
         raise
     fsync_dir(path.parent)
+
+
+def _mode_of(path: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mask = os.umask(0o022)  # read the umask: setting it is the only way, so set it back
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def remove_stale_temps(directory: Path) -> int:

@@ -233,8 +233,7 @@ def _put_back(path: Path, saved: Path | None) -> None:
     except OSError:
         pass
     mode = saved.stat().st_mode & 0o777
-    atomic_write(path, data)
-    os.chmod(path, mode)
+    atomic_write(path, data, mode=mode)
 
 
 def remove_partials(intent: Intent) -> int:
@@ -290,7 +289,7 @@ class Operation:
         """Write the journal as it stands (atomically); call after changing ``intent``."""
         try:
             fsync_dir(self.where)
-            atomic_write(self.where / JOURNAL, self.intent.to_json())
+            atomic_write(self.where / JOURNAL, self.intent.to_json(), mode=0o600)
         except (OSError, MlsnapError) as exc:
             cause = exc if isinstance(exc, OSError) else exc.__cause__
             reason = getattr(cause, "strerror", None) or str(exc)

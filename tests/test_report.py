@@ -259,8 +259,15 @@ def test_a_kill_while_writing_leaves_the_previous_report_and_no_partial_file(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".mlsnap-tmp-")]
     mlsnap(scene, "log", "-n", "1")  # any next command clears what the killed one left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "report.html"]
+    out.chmod(0o640)
     mlsnap(scene, "report", "-o", str(out))
     assert out.read_text().startswith("<!DOCTYPE html>")
+    assert out.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+    fresh = tmp_path / "fresh.html"
+    mlsnap(scene, "report", "-o", str(fresh))  # a new one is what the umask gives (not 0600)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def rows(page: str) -> list[str]:
