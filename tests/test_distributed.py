@@ -31,7 +31,8 @@ if os.environ.get("MLSNAP_REQUIRE_TORCH") == "1":  # CI installs torch: a skip t
 else:
     torch = pytest.importorskip("torch")
 
-pytestmark = pytest.mark.torch
+# Every test here starts torchrun jobs (seconds each): the slow suite runs them, CI with it.
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_distributed.py"
 STEPS = 6
