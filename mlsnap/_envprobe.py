@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 
-def _normalize(name: str) -> str:
+def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -44,7 +44,7 @@ def _headers(text: str) -> tuple[str | None, str | None, list[str]]:
         elif sep and key == "requires-dist" and "extra" not in value.partition(";")[2]:
             match = _REQUIREMENT_NAME.match(value)
             if match:
-                requires.append(_normalize(match.group(1)))
+                requires.append(normalize(match.group(1)))
     return found.get("name"), found.get("version"), requires
 
 
@@ -89,7 +89,7 @@ def distributions() -> tuple[dict[str, str], dict[str, list[str]]]:
         name, version, needs = _headers(text)
         if not name or version is None:
             continue
-        key = _normalize(name)
+        key = normalize(name)
         if key not in found:  # first on sys.path wins, as at import
             found[key] = version
             requires[key] = needs

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mlsnap.checkpoint_files import _existing, _fsync_tree, _remove, tree_hash
+from mlsnap.checkpoint_files import existing_names, fsync_tree, tree_hash
 from mlsnap.checkpoint_index import (
     INDEX_NAME,
     Checkpoint,
@@ -39,7 +39,7 @@ from mlsnap.checkpoint_index import (
     write_index,
 )
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, MlsnapError
-from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point, fsync_dir
+from mlsnap.fsutil import TMP_PREFIX, atomic_write, fault_point, fsync_dir, remove_path
 from mlsnap.params import is_number
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ SaveFn = Callable[[Path], Any]
 
 
 
-class _Slot(NamedTuple):
+class Slot(NamedTuple):
     """Where one save writes: chosen by the one process that writes the index (rank 0)."""
 
     name: str
@@ -225,16 +225,16 @@ class Checkpointer:
                            f"which keep_best={self.keep_best} ranks by; pass it in metrics")
         return values
 
-    def _begin(self, step: int) -> _Slot:
+    def _begin(self, step: int) -> Slot:
         """Clear what a killed run left, then choose the new checkpoint's name."""
         self._mark_writer()
         recover(self.directory)
         index = self._read()
         stamp = time.gmtime()
         name = free_name(self.directory, step, stamp, index, self.suffix)
-        return _Slot(name, self.directory / f"{TMP_PREFIX}{os.getpid()}-{name}", index, stamp)
+        return Slot(name, self.directory / f"{TMP_PREFIX}{os.getpid()}-{name}", index, stamp)
 
-    def _end(self, slot: _Slot, step: int, values: dict[str, Any],
+    def _end(self, slot: Slot, step: int, values: dict[str, Any],
              written: tuple[str, int, int], rng_doc: bytes | None = None) -> Checkpoint | None:
         """Put the written checkpoint (at ``slot.tmp``) in place and in the index; retention."""
         name, tmp, index, stamp = slot
@@ -246,7 +246,7 @@ class Checkpointer:
         # Same step saved again (a resumed run repeating its last steps): the new one replaces it.
         kept = self._retain([c for c in index.entries if c.step != step] + [ckpt])
         if ckpt not in kept:  # keep_last=0 and not among the best: nothing changes
-            _remove(tmp)
+            remove_path(tmp)
             return None
         dropped = [n for c in index.entries if c not in kept for n in c.files()]
         try:
@@ -256,15 +256,15 @@ class Checkpointer:
             fault_point("checkpoint-before-rename")
             os.replace(tmp, ckpt.path)
         except BaseException:
-            _remove(tmp)
+            remove_path(tmp)
             raise
         fsync_dir(self.directory)
         fault_point("checkpoint-after-rename")
-        self._write_index(Index(kept, _existing(self.directory, dropped)),
+        self._write_index(Index(kept, existing_names(self.directory, dropped)),
                           fault_step="checkpoint-index-temp")
         fault_point("checkpoint-before-delete")
         for dead in dropped:
-            _remove(self.directory / dead)
+            remove_path(self.directory / dead)
         if dropped:  # leave a clean index behind (it is what a snapshot records)
             self._write_index(Index(kept, []))
         self._saved_since_commit += 1
@@ -347,10 +347,10 @@ class Checkpointer:
             if not tmp.exists():
                 raise CheckpointFailed(tmp, "save_fn wrote nothing at the path it was given "
                                        "(does it add an extension? pass suffix='.ext')")
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             return tree_hash(tmp)
         except BaseException:
-            _remove(tmp)
+            remove_path(tmp)
             raise
 
     def _read(self) -> Index:

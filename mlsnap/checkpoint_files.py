@@ -1,22 +1,20 @@
-"""The files of a checkpoint folder: DVC-compatible hashes, durability, removal, live writers.
+"""The files of a checkpoint folder: DVC-compatible hashes, durability, live writers.
 
-Plain file work with no knowledge of the index (``checkpoint.py`` holds that).
+Plain file work with no knowledge of the index (``checkpoint_index.py`` holds that).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from mlsnap.fsutil import TMP_PREFIX, fsync_dir, md5_file
 
 
-def _writer_alive(name: str) -> bool:
+def writer_alive(name: str) -> bool:
     """Whether the process named in a temporary ``.mlsnap-tmp-<pid>-...`` still runs (another
     rank, another training on the same folder): its file is not litter yet."""
     pid = name[len(TMP_PREFIX):].split("-", 1)[0]
@@ -31,7 +29,7 @@ def _writer_alive(name: str) -> bool:
     return True
 
 
-def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
+def walk_files(root: Path) -> Iterator[tuple[str, Path]]:
     """(relpath, path) of every file under a folder, sorted as DVC sorts them."""
     found = []
     for parent, _dirs, files in os.walk(root):
@@ -45,7 +43,7 @@ def tree_hash(path: Path) -> tuple[str, int, int]:
     """DVC's hash, total size and file count of a file or folder (``.dir`` hash for folders)."""
     if not path.is_dir():
         return md5_file(path), path.stat().st_size, 1
-    return dir_hash([(rel, md5_file(full), full.stat().st_size) for rel, full in _walk_files(path)])
+    return dir_hash([(rel, md5_file(full), full.stat().st_size) for rel, full in walk_files(path)])
 
 
 def dir_hash(files: list[tuple[str, str, int]]) -> tuple[str, int, int]:
@@ -58,7 +56,7 @@ def dir_hash(files: list[tuple[str, str, int]]) -> tuple[str, int, int]:
 def hash_share(root: Path, rank: int, world_size: int) -> list[tuple[str, str, int]]:
     """Fsync and hash this rank's share of the files under ``root`` (every rank sees the same
     folder and splits it the same way: largest first, each to the least loaded rank)."""
-    found = sorted(((full.stat().st_size, rel, full) for rel, full in _walk_files(root)),
+    found = sorted(((full.stat().st_size, rel, full) for rel, full in walk_files(root)),
                    key=lambda t: (-t[0], t[1]))
     load = [0] * world_size
     mine = []
@@ -72,7 +70,7 @@ def hash_share(root: Path, rank: int, world_size: int) -> list[tuple[str, str, i
     return mine
 
 
-def _fsync_tree(path: Path) -> None:
+def fsync_tree(path: Path) -> None:
     """Make what ``save_fn`` wrote durable before it gets its final name."""
     if not path.is_dir():
         with open(path, "rb") as f:
@@ -85,13 +83,5 @@ def _fsync_tree(path: Path) -> None:
         fsync_dir(Path(parent))
 
 
-def _existing(directory: Path, names: list[str]) -> list[str]:
+def existing_names(directory: Path, names: list[str]) -> list[str]:
     return [n for n in dict.fromkeys(names) if os.path.lexists(directory / n)]
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from mlsnap import pathsafety
-from mlsnap.checkpoint_files import _remove, _walk_files, _writer_alive
+from mlsnap.checkpoint_files import walk_files, writer_alive
 from mlsnap.errors import BadInput, CheckpointIndexInvalid
-from mlsnap.fsutil import TMP_PREFIX, atomic_write
+from mlsnap.fsutil import TMP_PREFIX, atomic_write, remove_path
 
 INDEX_NAME = "index.yaml"
 INDEX_SCHEMA = 1
@@ -128,14 +128,14 @@ def recover(directory: Path) -> None:
     training.
     """
     for entry in directory.iterdir():
-        if entry.name.startswith(TMP_PREFIX) and not _writer_alive(entry.name):
-            _remove(entry)
+        if entry.name.startswith(TMP_PREFIX) and not writer_alive(entry.name):
+            remove_path(entry)
     index = read_index(directory)
     if index.pending:
         listed = {c.name for c in index.entries}
         for name in index.pending:
             if name not in listed:
-                _remove(directory / name)
+                remove_path(directory / name)
         write_index(directory, Index(index.entries, []))
 
 
@@ -163,7 +163,7 @@ def looks_intact(ckpt: Checkpoint) -> bool:
         if ckpt.md5.endswith(".dir"):
             if not ckpt.path.is_dir():
                 return False
-            sizes = [full.stat().st_size for _, full in _walk_files(ckpt.path)]
+            sizes = [full.stat().st_size for _, full in walk_files(ckpt.path)]
             return sum(sizes) == ckpt.size and len(sizes) == ckpt.nfiles
         return ckpt.path.is_file() and ckpt.path.stat().st_size == ckpt.size
     except OSError:

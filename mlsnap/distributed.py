@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlsnap import rngstate
-from mlsnap.checkpoint_files import _remove, dir_hash, hash_share
+from mlsnap.checkpoint_files import dir_hash, hash_share
 from mlsnap.errors import BadInput, CheckpointFailed, CheckpointIndexInvalid, RankLost, one_line
-from mlsnap.fsutil import fsync_dir
+from mlsnap.fsutil import fsync_dir, remove_path
 
 if TYPE_CHECKING:
-    from mlsnap.checkpoint import Checkpoint, Checkpointer, SaveFn, _Slot
+    from mlsnap.checkpoint import Checkpoint, Checkpointer, SaveFn, Slot
 
 T = TypeVar("T")
 
@@ -231,7 +231,7 @@ def save(ckpt: Checkpointer, step: int, save_fn: SaveFn | Mapping[str, Any],
         slot, values = _prepare(ckpt, step, metrics)
         written = ckpt._write(slot.tmp, write)
         if ckpt.sharded and not written[2]:
-            _remove(slot.tmp)
+            remove_path(slot.tmp)
             raise CheckpointFailed(slot.tmp, "save_fn wrote nothing in the folder it was given")
         doc = rngstate.document([rngstate.capture()]) if rng else None
         return ckpt._end(slot, step, values, written, doc)
@@ -293,11 +293,11 @@ def _save_together(ckpt: Checkpointer, here: World, step: int, write: SaveFn,
         return saved
     finally:
         if slot is not None:
-            _remove(slot.tmp)  # already renamed into place when the save succeeded
+            remove_path(slot.tmp)  # already renamed into place when the save succeeded
 
 
 def _prepare(ckpt: Checkpointer, step: int, metrics: Mapping[str, Any]
-             ) -> tuple[_Slot, dict[str, Any]]:
+             ) -> tuple[Slot, dict[str, Any]]:
     values = ckpt._values(step, metrics)
     slot = ckpt._begin(step)
     if ckpt.sharded:

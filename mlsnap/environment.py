@@ -100,13 +100,13 @@ def imported_distributions() -> list[str]:
     """Installed distributions whose top-level modules this process imported."""
     import importlib.metadata
 
-    from mlsnap._envprobe import _normalize
+    from mlsnap._envprobe import normalize
 
     stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     modules = {m for m in list(sys.modules) if "." not in m and not m.startswith("_")
                and m not in stdlib}
     owners = importlib.metadata.packages_distributions()
-    return sorted({_normalize(d) for m in modules for d in owners.get(m, [])})
+    return sorted({normalize(d) for m in modules for d in owners.get(m, [])})
 
 
 def capture(python: str | None = None) -> Environment:

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -81,6 +82,15 @@ def _mode_of(path: Path) -> int:
         mask = os.umask(0o022)  # read the umask: setting it is the only way, so set it back
         os.umask(mask)
         return 0o666 & ~mask
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a folder; absent is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def remove_stale_temps(directory: Path) -> int:

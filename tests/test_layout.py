@@ -101,3 +101,17 @@ def test_every_module_is_in_a_layer_and_named_in_the_readme_layout() -> None:
     unnamed = sorted(t for t in tops
                      if not re.search(rf"(?<![\w.]){re.escape(t)}(\.py|/)", block))
     assert unnamed == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """``from mlsnap.x import _y`` reaches into x's internals; a package's own modules
+    (store/, gitrepo/, report/) may share theirs."""
+    reached = []
+    for p in _modules():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module \
+                    and node.module.startswith("mlsnap."):
+                inside = node.module.split(".")[1] == _top(p) and len(p.relative_to(PACKAGE).parts) > 1
+                reached += [f"{p.relative_to(PACKAGE)}: {node.module}.{a.name}"
+                            for a in node.names if a.name.startswith("_") and not inside]
+    assert reached == []

@@ -34,7 +34,7 @@ def NAME(f: Callable[..., Any]) -> Callable[..., Any]:
                         )(wrapper)
 
 
-def _assignments(what: str, other: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+def assignments_callback(what: str, other: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """Check ``K=V`` values at parse time: a word alone is a usage error (exit 2) that names
     the option meant instead (Git's ``-m MESSAGE`` habit is mlsnap's ``-M MESSAGE``)."""
     def check(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> Any:
@@ -119,12 +119,12 @@ def init(remote: str | None, remote_name: str, local_options: tuple[str, ...]) -
 @click.option("--data", "-d", multiple=True, metavar="PATH",
               help="Input data to record (repeatable).")
 @click.option("-p", "--param", "param_values", multiple=True, metavar="K=V",
-              callback=_assignments("a hyperparameter", "a file of them is --params FILE"),
+              callback=assignments_callback("a hyperparameter", "a file of them is --params FILE"),
               help="Hyperparameter (YAML scalar; dotted keys nest). Repeatable.")
 @click.option("--params", "param_files", multiple=True, metavar="FILE[:KEY]",
               help="YAML/JSON/TOML file of params, optionally one section. Repeatable.")
 @click.option("-m", "--metric", "metric_values", multiple=True, metavar="K=V",
-              callback=_assignments("a metric", "the snapshot's message is -M MESSAGE"),
+              callback=assignments_callback("a metric", "the snapshot's message is -M MESSAGE"),
               help="Metric value, e.g. accuracy=0.93 (the message is -M). Repeatable.")
 @click.option("--metrics", "metric_files", multiple=True, metavar="FILE",
               help="YAML/JSON/TOML file of metrics. Repeatable.")

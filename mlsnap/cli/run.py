@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mlsnap.cli.core import JOBS, NAME, _assignments, echo_json, report_commit, say
+from mlsnap.cli.core import JOBS, NAME, assignments_callback, echo_json, report_commit, say
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -21,10 +21,10 @@ from mlsnap.cli.core import JOBS, NAME, _assignments, echo_json, report_commit, 
 @click.option("--metrics", "metric_files", multiple=True, metavar="FILE",
               help="YAML/JSON/TOML file of metrics CMD writes. Repeatable.")
 @click.option("-p", "--param", "param_values", multiple=True, metavar="K=V",
-              callback=_assignments("a hyperparameter", "a file of them is --params FILE"),
+              callback=assignments_callback("a hyperparameter", "a file of them is --params FILE"),
               help="Hyperparameter (YAML scalar; dotted keys nest). Repeatable.")
 @click.option("-m", "--metric", "metric_values", multiple=True, metavar="K=V",
-              callback=_assignments("a metric", "the snapshot's message is -M MESSAGE"),
+              callback=assignments_callback("a metric", "the snapshot's message is -M MESSAGE"),
               help="Metric value (the message is -M). Repeatable.")
 @NAME
 @click.option("--message", "-M", default="", help="What this snapshot is.")
