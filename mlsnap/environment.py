@@ -109,18 +109,25 @@ def imported_distributions() -> list[str]:
     return sorted({normalize(d) for m in modules for d in owners.get(m, [])})
 
 
-def capture(python: str | None = None) -> Environment:
-    """Describe the training interpreter (see ``interpreter``)."""
+def capture(python: str | None = None, cwd: Path | None = None) -> Environment:
+    """Describe the training interpreter (see ``interpreter``), run in ``cwd`` (default: the
+    probe's own folder; ``repro`` keeps one that came with a clone in its worktree)."""
     exe = interpreter(python)
     if exe is None:
         return this_process()
     probe_file = Path(__file__).with_name("_envprobe.py")
     proc = subprocess.run([exe, str(probe_file)], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=probe_file.parent)
+                          timeout=120, check=False, cwd=cwd or probe_file.parent)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise BadInput(exe, f"could not describe this interpreter: {tail[0]}")
-    return _from_probe(json.loads(proc.stdout))
+    try:
+        return _from_probe(json.loads(proc.stdout))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        # Not a Python that ran mlsnap's probe (a repository's own script named python?).
+        raise BadInput(exe, "could not describe this interpreter: it did not print the "
+                            "description mlsnap's probe prints; is it a Python "
+                            "interpreter?") from None
 
 
 def _from_probe(raw: dict[str, Any]) -> Environment:

@@ -34,6 +34,7 @@ from mlsnap import (
     pathsafety,
     reprocheck,
     runproc,
+    textsafe,
     workspace,
 )
 from mlsnap.errors import BadInput, MissingObjects, MlsnapError
@@ -83,22 +84,24 @@ def repro(rev: str | None = None, *, name: str | None = None, rtol: float = 0.0,
 
     from mlsnap import store
 
-    # The interpreter is described while DVC loads and the worktree is made (a process of its
-    # own: ~0.2 s off the wall time). A relative one resolves as in the repository (_command).
-    python = runproc.python_of(list(m.run.cmd), pathsafety.target(root, m.run.cwd, "run.cwd")
-                               if m.run.cwd != "." else root)
+    # An interpreter named bare (`python`) is the user's own, found on PATH: it is described
+    # while DVC loads and the worktree is made (~0.2 s off the wall time). One named by a path
+    # may be a file of the clone: it is resolved in the worktree and runs only once the
+    # command has been shown (_rerun).
+    bare = "/" not in m.run.cmd[0]
     with ThreadPoolExecutor(1) as pool:
-        probe = pool.submit(environment.capture, python) if env == "current" else None
+        probe = pool.submit(environment.capture, runproc.python_of(list(m.run.cmd), root)) \
+            if env == "current" and bare else None
         with store.open_repo(root) as repo, _worktree(root, m.code.commit, keep) as wt:
-            return _rerun(root, repo, wt, snap, own, probe, python, make, rtol, atol, keep,
+            return _rerun(root, repo, wt, snap, own, env, probe, make, rtol, atol, keep,
                           remote, out, err)
 
 
-def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, probe: Any,
-           python: str | None, make: Callable[..., Certificate], rtol: float, atol: float,
+def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, env: str,
+           probe: Any, make: Callable[..., Certificate], rtol: float, atol: float,
            keep: bool, remote: str | None, out: IO[Any], err: IO[Any]) -> Certificate:
     """Steps 3 to 5 (see the module's docstring), in the worktree ``wt``; ``probe`` is the
-    description of the current environment on its way, None for ``--env rebuild``."""
+    description of the current environment on its way, when it could start early."""
     from mlsnap import reprobuild, store
 
     m = snap.manifest
@@ -106,23 +109,33 @@ def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, pr
     _fetch(root, repo, snap, m, remote)
     _prepare(root, repo, wt, own, m)
     cmd = _command(m.run.cmd, root, wt)
-    where = wt if m.run.cwd == "." else pathsafety.target(wt, m.run.cwd, "run.cwd")
+    where = wt if m.run.cwd == "." else pathsafety.target(
+        wt, m.run.cwd, f"{manifest_path(snap.name)}: run.cwd")
+    if not where.is_dir():
+        return make(FAILED, command=m.run.cmd, exit_code=None, reason=(
+            f"run.cwd {m.run.cwd!r} is not a folder at {m.code.commit[:7]} (with the files of "
+            f"{own[:7]})"), worktree=str(wt) if keep else None)
+    # The recorded command came with the repository: it is shown before any of it runs.
+    shown = runproc.shown(cmd, runproc.SHOWN_CHARS)
+    print(textsafe.escape(f"running `{shown}` in {where}"), file=out, flush=True)
+    python = runproc.python_of(cmd, where)
     child_env: dict[str, str] | None = None
     rebuilt = None
-    if probe is None:
+    if env == "rebuild":
         rebuilt = reprobuild.rebuild(m.environment, wt.parent / "env")
         cmd, child_env = reprobuild.command_in(cmd, python, rebuilt)
         current = environment.capture(rebuilt.python)
     else:
-        current = probe.result()
+        current = probe.result() if probe is not None \
+            else environment.capture(python, cwd=where)
     drift = environment.drift(m.environment, current)
     extra: dict[str, Any] = {"rebuilt": rebuilt.to_dict()} if rebuilt is not None else {}
     try:
         finished = runproc.execute(cmd, where, stdout=out, stderr=err, env=child_env,
                                    track_imports=False)
-    except (FileNotFoundError, PermissionError) as exc:
+    except OSError as exc:  # not found, not executable, arguments too long for the system
         return make(FAILED, command=m.run.cmd, exit_code=None, reason=(
-            f"`{runproc.shown(cmd)}` could not start ({exc.strerror})"),
+            f"`{shown}` could not start ({exc.strerror or exc})"),
             environment=drift.to_dict(), drift_table=drift.table(),
             worktree=str(wt) if keep else None, **extra)
     common: dict[str, Any] = {
@@ -131,7 +144,7 @@ def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, pr
         "command_s": finished.duration_s, "worktree": str(wt) if keep else None, **extra}
     if finished.returncode != 0:
         return make(FAILED, reason=(
-            f"`{runproc.shown(cmd)}` {runproc.how_it_ended(finished.returncode)}"),
+            f"`{shown}` {runproc.how_it_ended(finished.returncode)}"),
             **common)
     artifacts = tuple(
         reprocheck.check_artifact(
@@ -232,8 +245,8 @@ def _command(cmd: tuple[str, ...], root: Path, wt: Path) -> list[str]:
     not part of the code (``.venv/bin/python``, untracked) is the current environment's:
     taken from the repository."""
     first = cmd[0]
-    if "/" in first and not os.path.isabs(first) and not (wt / first).exists() \
-            and (root / first).exists():
+    if "/" in first and not os.path.isabs(first) and pathsafety.problem_in_repo(first) is None \
+            and not (wt / first).exists() and (root / first).exists():
         return [str(root / first), *cmd[1:]]
     return list(cmd)
 

@@ -41,10 +41,17 @@ class Finished:
     imported: tuple[str, ...] | None  # distributions Python processes of CMD imported
 
 
-def shown(cmd: Sequence[str]) -> str:
+SHOWN_CHARS = 1000  # of a command shown in one line (a recorded one may be huge)
+
+
+def shown(cmd: Sequence[str], limit: int | None = None) -> str:
+    """``cmd`` as a shell would read it, cut after ``limit`` characters when given."""
     import shlex
 
-    return shlex.join(list(cmd))
+    text = shlex.join(list(cmd))
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}... ({len(cmd)} arguments, {len(text):,} characters)"
+    return text
 
 
 def python_of(cmd: Sequence[str], cwd: Path) -> str | None:

@@ -116,11 +116,11 @@ def repro(rev: str | None, name: str | None, rtol: float, atol: float, env_mode:
 
 
 def _print(cert: Any) -> None:
-    from mlsnap.runproc import shown
+    from mlsnap.runproc import SHOWN_CHARS, shown
 
     head = f"repro of {cert.name} at {cert.commit[:7]} ({cert.rev})"
     if cert.command is not None:
-        head += f": {shown(cert.command)}"
+        head += f": {shown(cert.command, SHOWN_CHARS)}"
     say(head)
     if cert.artifacts:
         rows: list[tuple[str, ...]] = [("artifact", "recorded", "reproduced", "result")]
