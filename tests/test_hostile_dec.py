@@ -290,3 +290,206 @@ def test_repro_refuses_links_a_patch_makes_out_of_the_worktree(
     scene.git("pull", "-q", cwd=scene.victim)
     _repro(scene, tmpdir_env, 1, "model.pkl", "symlink")
     assert (scene.outside / "keep.txt").read_text() == "the user's own file\n"
+
+
+# =========================================================================== pickle verdicts
+
+
+def _os_system_pickle(command: str) -> bytes:
+    """A pickle that calls os.system(command) when loaded (protocol 0, written by hand)."""
+    return b"cos\nsystem\n(V" + command.encode() + b"\ntR."
+
+
+VERDICTS: list[tuple[str, Any]] = [
+    ("claimed clean", lambda f: [{"path": "model.pkl", "verdict": "clean"}]),
+    ("claimed safe format", lambda f: [{"path": "model.pkl", "verdict": "clean", "imports": []}]),
+    ("verdict of another path", lambda f: [{"path": "other.pkl", "verdict": "clean"}]),
+    ("no files listed", lambda f: []),
+]
+
+
+@pytest.mark.parametrize("label,files", VERDICTS, ids=[c[0] for c in VERDICTS])
+def test_a_manifest_calling_a_dangerous_pickle_clean_is_not_believed(
+        scene: Scene, label: str, files: Any) -> None:
+    """The attacker swaps model.pkl for a pickle that runs os.system and records the scan
+    that would pass it: pull and get scan the bytes themselves."""
+    evil = _os_system_pickle(f"touch {scene.sentinel}")
+    scene.point("model.pkl", scene.put(evil))
+    doc = scene.manifest()
+    doc["pickles"] = {"scanner": "picklescan 99.0", "files": files(evil)}
+    _write_manifest(scene, doc)
+    scene.commit("model.pkl: a clean model, as the scan says")
+    scene.clone()
+    attempt(scene, ["pull"], 3, "model.pkl", "os.system", fetches=True)
+    assert not (scene.victim / "model.pkl").exists()
+    out = scene.victim / "got"
+    attempt(scene, ["get", "HEAD", "-o", str(out)], 3, "model.pkl", "os.system", fetches=True)
+    assert not out.exists() or not (out / "model.pkl").exists()
+
+
+def test_a_pickle_verdict_naming_a_path_out_of_the_repository_is_one_line(scene: Scene) -> None:
+    doc = scene.manifest()
+    doc["pickles"]["files"] = [{"path": "../outside/keep.txt", "verdict": "clean"}]
+    _write_manifest(scene, doc)
+    scene.commit()
+    scene.clone()
+    for args in (["pull"], ["show"], ["verify"]):
+        attempt(scene, args, 1, MANIFEST, "pickles.files[0].path", "'..'")
+
+
+# =========================================================================== signatures
+
+
+def _keypair(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)],
+                   check=True, capture_output=True)
+    return key
+
+
+@pytest.fixture
+def signers(scene: Scene, tmp_path: Path) -> dict[str, Path]:
+    """alice (whom the victim trusts: the allowed-signers file of the victim's own global Git
+    config) and mallory (the attacker, whose key signs the upstream's snapshots)."""
+    keys = tmp_path / "keys"
+    alice, mallory = _keypair(keys, "alice"), _keypair(keys, "mallory")
+    allowed = keys / "allowed_signers"
+    allowed.write_text("alice@example.com " + " ".join(
+        (keys / "alice.pub").read_text().split()[:2]) + "\n")
+    subprocess.run(["git", "config", "--global", "gpg.ssh.allowedSignersFile", str(allowed)],
+                   check=True)
+    scene.git("config", "gpg.format", "ssh")
+    scene.git("config", "user.signingkey", f"{mallory}.pub")
+    return {"alice": alice, "mallory": mallory}
+
+
+def _signed_snapshot(scene: Scene, key: Path, content: bytes, message: str) -> None:
+    scene.git("config", "user.signingkey", f"{key}.pub")
+    (scene.up / "model.pkl").write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "mlsnap", "commit", "model.pkl", "data",
+                           "--sign", "-M", message], cwd=scene.up, capture_output=True,
+                          text=True, check=False, timeout=300)
+    assert proc.returncode == 0 and "(signed)" in proc.stdout, proc
+
+
+def test_a_snapshot_signed_by_a_key_nobody_trusts_is_refused(
+        scene: Scene, signers: dict[str, Path]) -> None:
+    _signed_snapshot(scene, signers["mallory"], MODEL + b"mallory", "signed, honestly")
+    scene.clone()
+    found = attempt(scene, ["verify", "--require-signed"], 3, "nobody here trusts")
+    assert ".mlsnap/model.yaml" in found.stdout + found.stderr
+    attempt(scene, ["pull", "--require-signed"], 3, "nobody here trusts")
+    assert not (scene.victim / "model.pkl").exists()
+    report = json.loads(attempt(scene, ["verify", "--require-signed", "--json"], 3).stdout)
+    assert report["ok"] is False
+    signature = report["snapshots"][0]["signature"]
+    assert signature["signed"] is False and signature["by"] is None
+    assert signature["commit"]["state"] == "untrusted", signature
+
+
+def test_an_unsigned_edit_on_top_of_a_trusted_signature_is_refused(
+        scene: Scene, signers: dict[str, Path]) -> None:
+    """alice signed the snapshot; the attacker's later commit points model.pkl at other bytes
+    (manifest and pointer rewritten consistently, the object on the remote)."""
+    _signed_snapshot(scene, signers["alice"], MODEL + b"alice", "alice's model")
+    scene.point("model.pkl", scene.put(b"the attacker's weights"))
+    scene.commit("refresh model")
+    scene.clone()
+    attempt(scene, ["verify", "--require-signed"], 3, "is not signed")
+    attempt(scene, ["pull", "--require-signed"], 3, "is not signed")
+    assert not (scene.victim / "model.pkl").exists()
+    # The same attack on the pointer alone (the manifest left as alice signed it).
+    scene.git("checkout", "-q", "HEAD~1", "--", MANIFEST)
+    scene.commit("manifest as signed")
+    scene.git("pull", "-q", cwd=scene.victim)
+    attempt(scene, ["verify", "--require-signed"], 3, "is not signed")
+    attempt(scene, ["pull", "--require-signed"], 1, MANIFEST, "disagrees with model.pkl.dvc")
+    assert not (scene.victim / "model.pkl").exists()
+
+
+def test_trust_settings_arriving_with_the_clone_are_not_obeyed(
+        scene: Scene, signers: dict[str, Path]) -> None:
+    """The clone brings an allowed-signers file trusting mallory, a Git config file naming it
+    and a program to check signatures with, and mlsnap settings pointing at them: none of it
+    is the victim's own configuration, so mallory's signature stays untrusted."""
+    _signed_snapshot(scene, signers["mallory"], MODEL + b"mallory", "signed")
+    mallory_pub = " ".join((signers["mallory"].parent / "mallory.pub").read_text().split()[:2])
+    (scene.up / ".mlsnap" / "allowed_signers").write_text(f"mallory@example.com {mallory_pub}\n")
+    evil = scene.up / "check-signature.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {scene.sentinel}\nexit 0\n")
+    evil.chmod(0o755)
+    (scene.up / ".gitconfig").write_text(
+        '[gpg "ssh"]\n\tallowedSignersFile = .mlsnap/allowed_signers\n'
+        "\tprogram = ./check-signature.sh\n[gpg]\n\tprogram = ./check-signature.sh\n")
+    (scene.up / ".git-config").write_text((scene.up / ".gitconfig").read_text())
+    config = scene.up / ".mlsnap" / "config.yaml"
+    config.write_text(config.read_text() + "signing:\n  allowed_signers: "
+                      ".mlsnap/allowed_signers\n  gpg_program: ./check-signature.sh\n")
+    # Committed on top but leaving the snapshot's files alone: mallory's commit still vouches.
+    scene.commit("signing setup")
+    scene.git("commit", "-q", "--amend", "--no-edit", "-S")
+    scene.clone()
+    attempt(scene, ["verify", "--require-signed"], 3, "nobody here trusts")
+    attempt(scene, ["pull", "--require-signed"], 3, "nobody here trusts")
+    assert not (scene.victim / "model.pkl").exists()
+
+
+# =========================================================================== verify
+
+
+def test_verify_names_a_pointer_swapped_under_the_manifest(scene: Scene) -> None:
+    """The attacker points model.pkl.dvc at other bytes (on the remote) and leaves the
+    manifest as it was: the record and its pointer disagree."""
+    other = scene.put(b"the attacker's weights")
+    pointer = scene.pointer_doc("model.pkl")
+    pointer["outs"][0].update(md5=other, size=len(b"the attacker's weights"))
+    scene.pointer("model.pkl", pointer)
+    scene.commit("pointer only")
+    scene.clone()
+    attempt(scene, ["verify"], 3, "model.pkl")
+    attempt(scene, ["verify", "--remote"], 3, "model.pkl")
+    attempt(scene, ["pull"], 1, MANIFEST, "disagrees with model.pkl.dvc")
+
+
+def test_verify_of_swapped_pointers_names_both(scene: Scene) -> None:
+    """model.pkl.dvc and data.dvc trade places: each names the other's object."""
+    a, b = scene.pointer_doc("model.pkl"), scene.pointer_doc("data")
+    a_out, b_out = dict(a["outs"][0]), dict(b["outs"][0])
+    a["outs"][0] = {**b_out, "path": a_out["path"]}
+    b["outs"][0] = {**a_out, "path": b_out["path"]}
+    scene.pointer("model.pkl", a)
+    scene.pointer("data", b)
+    scene.commit("swap")
+    scene.clone()
+    found = attempt(scene, ["verify", "--json"], 3)
+    failures = json.loads(found.stdout)["snapshots"][0]["failures"]
+    named = " ".join(f["path"] + " " + f["reason"] for f in failures)
+    assert "model.pkl" in named and "data" in named, failures
+
+
+@pytest.mark.parametrize("path,needle", [("../outside/keep.txt", "'..'"),
+                                         ("/etc/passwd", "absolute"),
+                                         (".git/config", ".git")])
+def test_verify_refuses_a_manifest_naming_a_path_outside_the_repository(
+        scene: Scene, path: str, needle: str) -> None:
+    text = (scene.up / MANIFEST).read_text().replace("- {path: model.pkl,", f"- {{path: '{path}',")
+    (scene.up / MANIFEST).write_text(text)
+    scene.commit()
+    scene.clone()
+    for args in (["verify"], ["verify", "--remote"], ["verify", "--require-signed"]):
+        attempt(scene, args, 1, MANIFEST, "artifacts[0].path", needle)
+
+
+def test_verify_never_follows_a_committed_link_out_of_the_repository(scene: Scene) -> None:
+    """model.pkl is now a committed link to the user's file: verify must not hash the user's
+    file as if it were the artifact, nor change it."""
+    (scene.up / "models").symlink_to(Path("..") / "outside")
+    text = (scene.up / MANIFEST).read_text().replace("- {path: model.pkl,",
+                                                     "- {path: models/keep.txt,")
+    (scene.up / MANIFEST).write_text(text)
+    os.replace(scene.up / "model.pkl.dvc", scene.up / "models.dvc.tmp")
+    scene.commit()
+    scene.clone()
+    found = attempt(scene, ["verify"], 1, "models/keep.txt", "through a symlink")
+    assert "keep.txt" in found.stderr
