@@ -15,7 +15,7 @@ from mlsnap import blobs, gitrepo, history, workspace
 from mlsnap.errors import BadInput, NoSnapshot
 from mlsnap.jsonout import jsonable
 from mlsnap.manifest import Manifest, Output, manifest_path
-from mlsnap.params import is_number
+from mlsnap.params import as_float
 
 MAX_CODE_LINES = 10
 MAX_FILE_LINES = 10  # files listed per directory in the text diff
@@ -184,10 +184,11 @@ def metric_deltas(old: dict[str, Any], new: dict[str, Any]) -> list[MetricDelta]
         va, vb = a.get(key), b.get(key)
         delta: float | None = None
         relative: float | None = None
+        fa, fb = as_float(va), as_float(vb)  # None too for an integer no float holds
         if isinstance(va, (int, float)) and isinstance(vb, (int, float)) \
-                and is_number(va) and is_number(vb):
+                and fa is not None and fb is not None:
             delta = vb - va
-            if va != 0 and math.isfinite(va):
+            if va != 0 and math.isfinite(fa):
                 relative = delta / abs(va)
         deltas.append(MetricDelta(key, va, vb, delta, relative))
     return deltas

@@ -181,3 +181,14 @@ def collect(files: Iterable[str], assignments: Iterable[str], option: str,
 def is_number(value: Any) -> bool:
     """An int or a float, not a bool (which Python counts as an int)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def as_float(value: Any) -> float | None:
+    """A number as a float (NaN and infinities included); None for anything else and for an
+    integer no float holds (a recorded ``10**400``: ``float()`` of it raises)."""
+    if not is_number(value):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None

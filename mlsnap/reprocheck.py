@@ -16,6 +16,7 @@ from typing import Any
 
 from mlsnap.fsutil import md5_file
 from mlsnap.manifest import Output
+from mlsnap.params import as_float
 
 REPRODUCED = "reproduced"
 WITHIN = "within-tolerance"
@@ -145,10 +146,6 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def check_metrics(recorded: Mapping[str, Any], measured: Mapping[str, Any] | None,
                   rtol: float, atol: float) -> tuple[MetricCheck, ...]:
     """Each recorded metric against the re-run's (``measured``, None: nothing was read)."""
@@ -159,8 +156,8 @@ def check_metrics(recorded: Mapping[str, Any], measured: Mapping[str, Any] | Non
             checks.append(MetricCheck(key, old, None, "not-measured"))
             continue
         new = now[key]
-        if _number(old) and _number(new):
-            a, b = float(old), float(new)
+        a, b = as_float(old), as_float(new)  # None too for an integer no float holds
+        if a is not None and b is not None:
             if a == b or (math.isnan(a) and math.isnan(b)):
                 result = "equal"
             elif math.isfinite(a) and math.isfinite(b) and abs(a - b) <= atol + rtol * abs(a):

@@ -33,6 +33,7 @@ from mlsnap.errors import BadInput, NotInitialized, StaleRefs
 from mlsnap.fsutil import fault_point
 from mlsnap.gcview import Snap, View, read_view
 from mlsnap.manifest import Manifest, is_valid_name
+from mlsnap.params import as_float
 
 _HEX = re.compile(rb"[0-9a-f]{32}(?:\.dir)?")
 
@@ -318,9 +319,8 @@ def _metric(manifest: Manifest | None, key: str) -> float | None:
     value: Any = manifest.metrics if manifest is not None else None
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return float(value)
+    number = as_float(value)
+    return None if number is None or math.isnan(number) else number
 
 
 def _sizes(view: View, cached: dict[str, int],

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlsnap import pathsafety
+from mlsnap.params import as_float
 
 MAX_ARGS = 4096
 MAX_TAIL = 8192  # characters of output kept (``output_tail``)
@@ -67,10 +68,10 @@ def from_doc(doc: Any, fail: Callable[[str, str], Exception]) -> Run | None:
     if not isinstance(started, str):
         raise fail("run.started", "expected a string (UTC time)")
     duration = doc["duration_s"]
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)) \
-            or not math.isfinite(duration) or duration < 0:
+    seconds = as_float(duration)
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise fail("run.duration_s", "expected a number of seconds, not negative")
     tail = doc.get("output_tail")
     if tail is not None and (not isinstance(tail, str) or len(tail) > 4 * MAX_TAIL):
         raise fail("run.output_tail", "expected a string of the last lines printed")
-    return Run(tuple(cmd), cwd, code, started, float(duration), tail)
+    return Run(tuple(cmd), cwd, code, started, seconds, tail)

@@ -89,6 +89,7 @@ RUN_RECORDS: list[tuple[str, Any, tuple[str, ...]]] = [
     ("duration is text", {**RUN, "duration_s": "long"}, ("run.duration_s",)),
     ("duration is NaN", {**RUN, "duration_s": float("nan")}, ("run.duration_s",)),
     ("duration is negative", {**RUN, "duration_s": -1}, ("run.duration_s",)),
+    ("duration no float holds", {**RUN, "duration_s": 10 ** 400}, ("run.duration_s",)),
     ("started is a number", {**RUN, "started": 5}, ("run.started",)),
     ("a key is missing", {k: v for k, v in RUN.items() if k != "cwd"}, ("run", "'cwd'")),
     ("run is a list", ["true"], ("run",)),
@@ -493,3 +494,100 @@ def test_verify_never_follows_a_committed_link_out_of_the_repository(scene: Scen
     scene.clone()
     found = attempt(scene, ["verify"], 1, "models/keep.txt", "through a symlink")
     assert "keep.txt" in found.stderr
+
+
+# =========================================================================== report
+
+SCRIPT = "</script><script>window.__pwned = 1; alert('index')</script>"
+MARKUP = "<img src=x onerror=\"window.__pwned = 2; alert('curve')\">"
+HUGE = 10 ** 400  # an integer no float holds
+
+
+def _report_scene(scene: Scene) -> None:
+    """The upstream adds a Checkpointer folder whose index.yaml is the attacker's, and a
+    manifest whose metrics are hostile text, huge and NaN numbers and deep nesting."""
+    ckpt = scene.up / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "w.dat").write_bytes(b"weights")
+    points = [{"step": i, "time": SCRIPT if i == 1 else f"2026-12-01T10:00:0{i}Z",
+               "metrics": {"loss": 1.0 / i, SCRIPT: 0.5, MARKUP: 0.25, "big": HUGE,
+                           "nan": float("nan"), "inf": float("inf"), "text": SCRIPT,
+                           "nested": {"deeper": {"x": 1}}}}
+              for i in range(1, 4)]
+    points.append({"step": "</script>", "metrics": {"loss": 0.1}})
+    points.append({"step": 9, "metrics": ["not", "a", "mapping"]})
+    (ckpt / "index.yaml").write_text(
+        yaml.safe_dump({"mlsnap-checkpoints": 1, "checkpoints": points}, width=10 ** 6))
+    proc = subprocess.run([sys.executable, "-m", "mlsnap", "commit", "ckpt", "--name", "ckpt",
+                           "-M", SCRIPT], cwd=scene.up, capture_output=True, text=True,
+                          check=False, timeout=300)
+    assert proc.returncode == 0, proc
+    manifest = scene.up / ".mlsnap" / "ckpt.yaml"
+    doc = yaml.safe_load(manifest.read_text())
+    deep: dict[str, Any] = {"leaf": 1.0}
+    for _ in range(60):
+        deep = {"d": deep}
+    doc["metrics"] = {"accuracy": 0.9, MARKUP: 0.8, "big": HUGE, "nan": float("nan"),
+                      "text": SCRIPT, "deep": deep}
+    doc["params"] = {SCRIPT: MARKUP}
+    manifest.write_text(yaml.safe_dump(doc, sort_keys=False, width=10 ** 6))
+    scene.commit("ckpt: hostile metrics")
+
+
+def _page_is_inert(page: Path) -> None:
+    """Opened in the real headless Chromium (network blocked): nothing injected ran."""
+    from benchmarks import browser
+
+    html = page.read_text()
+    assert 'http-equiv="Content-Security-Policy" content="default-src &#x27;none&#x27;' in html
+    for hostile in (SCRIPT, MARKUP, "<img src=x"):
+        assert hostile not in html
+    found = browser.open_page(page, probe={
+        "pwned": "typeof window.__pwned",
+        "injected": "document.querySelectorAll('img, iframe, object, embed').length",
+        "scripts": "document.querySelectorAll('script:not([type])').length",
+    })["loaded"]
+    assert found.dialogs == [] and found.requests == [], found
+    assert found.console_errors == [], found.console_errors
+    assert found.values["pwned"] == "undefined" and found.values["injected"] == 0
+    assert SCRIPT in found.text
+
+
+def _require_report() -> None:
+    from tests.test_report import require
+
+    require()
+
+
+def test_report_of_a_hostile_checkpoint_index_and_metrics_runs_no_script(
+        scene: Scene, tmp_path: Path) -> None:
+    _require_report()
+    _report_scene(scene)
+    scene.clone()
+    attempt(scene, ["pull"], 0, changes_workspace=True)
+    page = tmp_path.parent / f"{tmp_path.name}-report.html"  # the user's own choice
+    cache = {"XDG_CACHE_HOME": str(tmp_path.parent / f"{tmp_path.name}-cache")}  # the bundle
+    found = attempt(scene, ["report", "-o", str(page)], 0, env=cache)
+    assert "learning-curve point(s)" in found.stdout
+    assert re.search(r"[1-9]\d* learning-curve point", found.stdout), found.stdout
+    _page_is_inert(page)
+
+
+def test_report_never_writes_through_a_committed_link(scene: Scene) -> None:
+    """A clone whose `reports` folder, or whose default report file, is a committed link to
+    the user's files: the report is refused or replaces the link, never writes through it."""
+    _require_report()
+    (scene.up / "reports").symlink_to(Path("..") / "outside")
+    (scene.up / "mlsnap-report.html").symlink_to(Path("..") / "outside" / "keep.txt")
+    (scene.up / "sub").mkdir()
+    (scene.up / "sub" / "mlsnap-report.html").symlink_to(Path("../..") / "outside" / "keep.txt")
+    scene.commit("links")
+    scene.clone()
+    cache = {"XDG_CACHE_HOME": str(scene.root.parent / f"{scene.root.name}-cache")}
+    attempt(scene, ["report", "-o", "reports/r.html"], 1, "reports/r.html", "symlink", env=cache)
+    attempt(scene, ["report", "-o", "reports/keep.txt"], 1, "reports/keep.txt", "symlink",
+            env=cache)
+    attempt(scene, ["report"], 1, "mlsnap-report.html", "symlink", env=cache)
+    attempt(scene, ["report"], 1, "mlsnap-report.html", "symlink", env=cache,
+            cwd=scene.victim / "sub")
+    assert (scene.outside / "keep.txt").read_text() == "the user's own file\n"

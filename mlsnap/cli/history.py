@@ -82,13 +82,13 @@ def plot_lines(entries: Sequence[Any], metric: str, width: int) -> list[str]:
     import math
 
     from mlsnap.compare import flatten
-    from mlsnap.params import is_number
+    from mlsnap.params import as_float
 
     series: dict[str, list[float]] = {}
     for e in reversed(entries):  # oldest first
-        value: Any = flatten(e.metrics).get(metric)
-        if is_number(value) and math.isfinite(float(value)):
-            series.setdefault(e.name, []).append(float(value))
+        number = as_float(flatten(e.metrics).get(metric))
+        if number is not None and math.isfinite(number):
+            series.setdefault(e.name, []).append(number)
     if not series:
         return [f"no snapshot here records a number for {_cell(metric)}"]
     lines = []

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlsnap import gitrepo, history, workspace, writers
+from mlsnap import gitrepo, history, pathsafety, workspace, writers
 from mlsnap.compare import file_changes, flatten
 from mlsnap.errors import BadInput, NoSnapshot
 from mlsnap.history import LogEntry
 from mlsnap.manifest import Manifest, Output
-from mlsnap.params import is_number
+from mlsnap.params import as_float
 
 DEFAULT_FILE = "mlsnap-report.html"
 # The last word of a metric that is better when lower (a loss, an error, a time); every other
@@ -61,7 +61,7 @@ def report(revs: Sequence[str] = (), name: str | None = None,
     if name is not None:
         workspace.check_name(name)
     dest = Path(os.path.normpath(here / (out if out is not None else DEFAULT_FILE)))
-    _check_destination(dest)
+    _check_destination(root, dest, out)
     library = report_page.charting_library()  # before any work: one line if it is missing
     entries, notes = select(root, revs, name)
     if not entries:
@@ -83,7 +83,14 @@ def report(revs: Sequence[str] = (), name: str | None = None,
                         len(page.encode()), tuple(data["notes"]))
 
 
-def _check_destination(dest: Path) -> None:
+def _check_destination(root: Path, dest: Path, out: str | os.PathLike[str] | None) -> None:
+    named = f"-o {out}" if out is not None else str(dest)
+    if dest.is_relative_to(root):
+        # Inside the repository, a committed link (a folder on the way, or the file itself)
+        # must not carry the page out of it or into .git: the clone chose those links.
+        reason = pathsafety.escape(root, dest.relative_to(root).as_posix())
+        if reason is not None:
+            raise BadInput(named, f"{reason}; write the report elsewhere (-o FILE)")
     if dest.is_dir():
         raise BadInput(f"-o {dest}", "is a folder; name the HTML file to write, e.g. "
                                      f"-o {dest / DEFAULT_FILE}")
@@ -135,9 +142,8 @@ def lower_is_better(metric: str) -> bool:
 
 
 def _number(value: Any) -> float | None:
-    if is_number(value) and not isinstance(value, bool) and math.isfinite(float(value)):
-        return float(value)
-    return None
+    number = as_float(value)
+    return number if number is not None and math.isfinite(number) else None
 
 
 def collect(root: Path, entries: Sequence[LogEntry]) -> dict[str, Any]:

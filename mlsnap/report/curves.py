@@ -18,7 +18,7 @@ from typing import Any
 
 from mlsnap.compare import dir_listing
 from mlsnap.history import LogEntry
-from mlsnap.params import is_number
+from mlsnap.params import as_float
 from mlsnap.pathsafety import MD5_RE
 from mlsnap.safeyaml import YamlRefused, parse_yaml
 
@@ -62,8 +62,9 @@ def index_points(raw: bytes, source: str) -> tuple[list[dict[str, Any]], str | N
             continue
         when = e.get("time") if isinstance(e.get("time"), str) else None
         for key, value in metrics.items():
-            if isinstance(key, str) and is_number(value) and math.isfinite(float(value)):
-                points.append({"step": step, "metric": key, "value": float(value),
+            number = as_float(value)
+            if isinstance(key, str) and number is not None and math.isfinite(number):
+                points.append({"step": step, "metric": key, "value": number,
                                "time": when})
     return points, None
 
