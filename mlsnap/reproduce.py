@@ -117,7 +117,9 @@ def _rerun(root: Path, repo: Any, wt: Path, snap: history.Snapshot, own: str, en
             f"{own[:7]})"), worktree=str(wt) if keep else None)
     # The recorded command came with the repository: it is shown before any of it runs.
     shown = runproc.shown(cmd, runproc.SHOWN_CHARS)
-    print(textsafe.escape(f"running `{shown}` in {where}"), file=out, flush=True)
+    folder = "" if m.run.cwd == "." else f", in {m.run.cwd}"
+    print(textsafe.escape(f"running `{shown}` in a temporary worktree of "
+                          f"{m.code.commit[:7]}{folder}"), file=out, flush=True)
     python = runproc.python_of(cmd, where)
     child_env: dict[str, str] | None = None
     rebuilt = None

@@ -141,7 +141,9 @@ def test_repro_runs_the_argv_without_a_shell_shown_first_in_a_temporary_worktree
     assert "\\x1b]0;title" in lines[shown]  # recorded control characters shown escaped
     where = Path(lines[ran][len("cwd="):])
     assert where.is_relative_to(Path(tmpdir_env["TMPDIR"]).resolve()), where
-    assert lines[shown].endswith(f" in {where}")
+    assert lines[shown].startswith(f"running `{sys.executable} -c ")
+    assert lines[shown].endswith(" in a temporary worktree of " + scene.manifest()["code"][
+        "commit"][:7])
     assert lines[ran + 1] == "argv=" + ascii(hostile)  # every argument reached it literally
 
 
@@ -196,7 +198,8 @@ def test_repro_runs_a_committed_interpreter_only_in_the_worktree_after_showing_i
                           capture_output=True, text=True, env={**os.environ, **tmpdir_env},
                           check=False, timeout=300)
     assert proc.returncode == 1, proc
-    assert proc.stdout.startswith("running `bin/python train.py` in "), proc.stdout
+    assert proc.stdout.startswith("running `bin/python train.py` in a temporary worktree of "), \
+        proc.stdout
     err = proc.stderr.strip()
     assert err.startswith("Error: ") and "\n" not in err and "unexpected" not in err, err
     assert "bin/python: could not describe this interpreter" in err
@@ -591,3 +594,25 @@ def test_report_never_writes_through_a_committed_link(scene: Scene) -> None:
     attempt(scene, ["report"], 1, "mlsnap-report.html", "symlink", env=cache,
             cwd=scene.victim / "sub")
     assert (scene.outside / "keep.txt").read_text() == "the user's own file\n"
+
+
+def test_a_number_no_float_holds_is_a_number_nowhere(scene: Scene,
+                                                     tmpdir_env: dict[str, str]) -> None:
+    """Two snapshots whose metric is a 400-digit integer: every reader that compares, charts
+    or keeps the best by it treats it as no number, and none stops on it."""
+    for i, value in enumerate((HUGE, HUGE * 10)):
+        doc = scene.manifest()
+        doc["metrics"] = {"acc": value, "loss": 0.5 - i / 10}
+        doc["run"] = {**RUN, "cmd": ["true"]}
+        (scene.up / MANIFEST).write_text(yaml.safe_dump(doc, sort_keys=False, width=10 ** 6))
+        scene.commit(f"huge {i}")
+    scene.clone()
+    for args in (["show"], ["show", "--json"], ["log"], ["log", "--json"], ["log", "--plot", "acc"],
+                 ["log", "--plot", "loss"], ["diff", "HEAD~1", "HEAD"],
+                 ["diff", "--json", "HEAD~1", "HEAD"], ["gc", "--keep-best", "acc", "1"],
+                 ["gc", "--keep-best", "acc", "1", "--json"]):
+        attempt(scene, args, 0, env=tmpdir_env)
+    delta = json.loads(attempt(scene, ["diff", "--json", "HEAD~1", "HEAD"], 0).stdout)
+    assert "acc" in json.dumps(delta)
+    out = _repro(scene, tmpdir_env, 3, "acc", "not-measured")
+    assert "verdict: differs" in out
