@@ -616,3 +616,23 @@ def test_a_number_no_float_holds_is_a_number_nowhere(scene: Scene,
     assert "acc" in json.dumps(delta)
     out = _repro(scene, tmpdir_env, 3, "acc", "not-measured")
     assert "verdict: differs" in out
+
+
+def test_repro_never_reads_a_metrics_file_through_a_committed_link(
+        scene: Scene, tmpdir_env: dict[str, str]) -> None:
+    """The snapshot's settings name metrics.json, committed as a link to a file of the user's:
+    repro would remove it before the run and read it after; it refuses, reading nothing."""
+    secret = scene.outside / "secret.json"
+    secret.write_text('{"accuracy": 0.123456789}\n')
+    (scene.up / "metrics.json").symlink_to(secret)
+    config = scene.up / ".mlsnap" / "config.yaml"
+    config.write_text(config.read_text().replace("sources: {}",
+                                                 "sources: {model: {metrics: [metrics.json]}}"))
+    doc = scene.manifest()
+    doc["metrics"] = {"accuracy": 0.5}
+    _write_manifest(scene, doc)
+    _with_run(scene, {**RUN, "cmd": ["true"]})
+    scene.clone()
+    out = _repro(scene, tmpdir_env, 1, ".mlsnap/config.yaml", "metrics.json")
+    assert "0.123456789" not in out
+    assert secret.read_text() == '{"accuracy": 0.123456789}\n'
