@@ -111,6 +111,16 @@ def escape(root: Path, path: str) -> str | None:
     return None
 
 
+def chosen_destination(root: Path, dest: Path, where: str) -> None:
+    """A path the user named to write to (``get -o``, ``report -o``) may be anywhere, but when
+    it lies inside the repository no link on its way may lead out of it or into ``.git``: a
+    clone chose those links, not the user (``UnsafePath`` otherwise)."""
+    if dest.is_relative_to(root):
+        reason = escape(root, dest.relative_to(root).as_posix())
+        if reason is not None:
+            raise UnsafePath(where, f"{reason}; write it elsewhere")
+
+
 def target(base: Path, path: str, where: str) -> Path:
     """``base/path`` for writing, after ``check`` and ``escape`` (``UnsafePath`` otherwise)."""
     check(path, where)

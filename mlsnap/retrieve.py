@@ -46,6 +46,7 @@ def get(rev: str, name: str | None = None, out: Path | str | None = None, *,
     snap = at(root, rev, name)
     dest = Path(os.path.normpath(here / (out if out is not None else
                                          f"{snap.name}-{snap.commit[:7]}")))
+    pathsafety.chosen_destination(root, dest, f"-o {out}" if out is not None else str(dest))
     artifacts = snap.manifest.artifacts
     if not artifacts:
         raise NoSnapshot(f"with artifacts at {rev} ({manifest_path(snap.name)} records none)")

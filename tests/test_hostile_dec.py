@@ -636,3 +636,18 @@ def test_repro_never_reads_a_metrics_file_through_a_committed_link(
     out = _repro(scene, tmpdir_env, 1, ".mlsnap/config.yaml", "metrics.json")
     assert "0.123456789" not in out
     assert secret.read_text() == '{"accuracy": 0.123456789}\n'
+
+
+def test_get_never_writes_through_a_committed_link(scene: Scene) -> None:
+    """`mlsnap get -o models` where the clone's `models` is a committed link to a folder of
+    the user's: the artifacts would land outside the repository."""
+    (scene.up / "models").symlink_to(Path("..") / "outside")
+    (scene.up / "hooks").symlink_to(Path(".git") / "hooks")
+    scene.commit("links")
+    scene.clone()
+    for out in ("models", "models/x", "hooks/x"):
+        attempt(scene, ["get", "HEAD", "-o", out], 1, f"-o {out}", "through a symlink")
+    (scene.victim / "sub").mkdir()
+    attempt(scene, ["get", "HEAD", "-o", "../models"], 1, "-o ../models", "through a symlink",
+            cwd=scene.victim / "sub")
+    assert sorted(p.name for p in scene.outside.iterdir()) == ["keep.txt"]

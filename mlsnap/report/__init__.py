@@ -84,13 +84,7 @@ def report(revs: Sequence[str] = (), name: str | None = None,
 
 
 def _check_destination(root: Path, dest: Path, out: str | os.PathLike[str] | None) -> None:
-    named = f"-o {out}" if out is not None else str(dest)
-    if dest.is_relative_to(root):
-        # Inside the repository, a committed link (a folder on the way, or the file itself)
-        # must not carry the page out of it or into .git: the clone chose those links.
-        reason = pathsafety.escape(root, dest.relative_to(root).as_posix())
-        if reason is not None:
-            raise BadInput(named, f"{reason}; write the report elsewhere (-o FILE)")
+    pathsafety.chosen_destination(root, dest, f"-o {out}" if out is not None else str(dest))
     if dest.is_dir():
         raise BadInput(f"-o {dest}", "is a folder; name the HTML file to write, e.g. "
                                      f"-o {dest / DEFAULT_FILE}")
