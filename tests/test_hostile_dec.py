@@ -651,3 +651,17 @@ def test_get_never_writes_through_a_committed_link(scene: Scene) -> None:
     attempt(scene, ["get", "HEAD", "-o", "../models"], 1, "-o ../models", "through a symlink",
             cwd=scene.victim / "sub")
     assert sorted(p.name for p in scene.outside.iterdir()) == ["keep.txt"]
+
+
+def test_escape_codes_in_a_run_record_are_shown_escaped(scene: Scene) -> None:
+    evil = "\x1b]0;pwned\x07\x1b[2J\r\u202e"
+    _with_run(scene, {**RUN, "cmd": ["python", f"train{evil}.py"], "cwd": ".",
+                      "output_tail": f"epoch 1\n{evil}done"})
+    scene.clone()
+    for args in (["show"], ["log"], ["log", "-n", "1"], ["diff", "HEAD~1", "HEAD"]):
+        out = attempt(scene, args, 0).stdout
+        assert not re.search("[\x1b\x07\r\u202e]", out), (args, out)
+    shown = attempt(scene, ["show"], 0).stdout
+    assert "train\\e]0;pwned\\a\\e[2J" in shown, shown  # YAML's own escapes
+    doc = json.loads(attempt(scene, ["show", "--json"], 0).stdout)
+    assert doc["run"]["cmd"][1] == f"train{evil}.py"  # JSON keeps the text, escaped by JSON
