@@ -186,6 +186,7 @@ def test_keep_leaves_the_worktree_and_prints_it(tmp_path: Path) -> None:
     kept = Path(cert["worktree"])
     assert (kept / "model.bin").is_file() and worktrees(root) == 2
     git(root, "worktree", "remove", "--force", str(kept))
+    kept.parent.rmdir()  # the temporary folder it was made in: empty once the worktree is gone
 
 
 def test_ctrl_c_during_repro_removes_the_worktree(tmp_path: Path) -> None:
