@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from mlsnap import (
     workspace,
 )
 from mlsnap.errors import BadInput, MissingObjects, MlsnapError
+from mlsnap.fsutil import remove_path
 from mlsnap.manifest import MANIFEST_DIR, Manifest, manifest_path
 from mlsnap.reprocheck import FAILED, Certificate
 
@@ -227,19 +227,12 @@ def _prepare(root: Path, repo: Any, wt: Path, own: str, m: Manifest) -> None:
                                    f"{m.code.commit[:7]}: {exc}") from None
     for o in m.inputs:
         dest = pathsafety.target(wt, o.path, o.path)
-        _remove(dest)
+        remove_path(dest)
         store.export(repo, o.path, o.md5, dest)
     for o in m.artifacts:
-        _remove(pathsafety.target(wt, o.path, o.path))
+        remove_path(pathsafety.target(wt, o.path, o.path))
     for spec in _metric_files(wt, m.name):
-        _remove(pathsafety.target(wt, spec, spec))
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+        remove_path(pathsafety.target(wt, spec, spec))
 
 
 def _command(cmd: tuple[str, ...], root: Path, wt: Path) -> list[str]:
