@@ -11,22 +11,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlsnap.fsutil import TMP_PREFIX, fsync_dir, md5_file
+from mlsnap.fsutil import TMP_PREFIX, fsync_dir, md5_file, process_alive
 
 
 def writer_alive(name: str) -> bool:
     """Whether the process named in a temporary ``.mlsnap-tmp-<pid>-...`` still runs (another
     rank, another training on the same folder): its file is not litter yet."""
     pid = name[len(TMP_PREFIX):].split("-", 1)[0]
-    if not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid))
 
 
 def walk_files(root: Path) -> Iterator[tuple[str, Path]]:

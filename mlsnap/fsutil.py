@@ -84,6 +84,32 @@ def _mode_of(path: Path) -> int:
         return 0o666 & ~mask
 
 
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (tells a reused pid from the process that wrote it
+    down), None where there is no such process or no ``/proc``."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat_line[stat_line.rindex(")") + 2:].split()
+    return fields[19] if len(fields) > 19 and fields[0] not in ("Z", "X") else None
+
+
+def process_alive(pid: int, started: str | None = None) -> bool:
+    """Whether ``pid`` runs (and, with ``started``, is still the process that started then)."""
+    if pid == os.getpid():
+        return True
+    if started is not None and Path("/proc/self/stat").exists():
+        return process_start_time(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_path(path: Path) -> None:
     """Remove a file, a link (never what it points to) or a folder; absent is fine."""
     with contextlib.suppress(FileNotFoundError):

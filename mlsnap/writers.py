@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from mlsnap import gitrepo
-from mlsnap.fsutil import TMP_PREFIX, atomic_write
+from mlsnap.fsutil import TMP_PREFIX, atomic_write, process_alive
 
 # A Checkpointer writes its checkpoints outside any command's journal, for hours: each one marks
 # its folder here while it runs, so that the next mlsnap command can clear the partial files of
@@ -48,7 +48,7 @@ def clear_dead_writers(root: Path) -> None:
             directory = os.fsdecode(Path(mark.path).read_bytes())
         except OSError:
             continue
-        if mark.name.isdigit() and _alive(int(mark.name)):
+        if mark.name.isdigit() and process_alive(int(mark.name)):
             live.add(directory)
         else:
             dead.append((Path(mark.path), directory))
@@ -71,22 +71,10 @@ def _remove_writer_temps(directory: Path) -> None:
         if not entry.name.startswith(TMP_PREFIX) or entry.is_symlink():
             continue
         pid = entry.name[len(TMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue
         if entry.is_dir():
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from mlsnap.fsutil import process_alive, process_start_time
 from mlsnap.gitrepo.core import check_rev, common_dir, out, run
 
 _NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]
@@ -30,31 +31,6 @@ def marks_dir(root: Path) -> Path:
     return common_dir(root) / MARKS_DIR
 
 
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a reused pid from the marker's process)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return fields[19] if len(fields) > 19 and fields[0] not in ("Z", "X") else None
-
-
-def _alive(pid: int, started: str | None) -> bool:
-    if pid == os.getpid():
-        return True
-    if Path("/proc/self/stat").exists():
-        now = _start_time(pid)
-        return now is not None and (started is None or now == started)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def mark_temporary(root: Path, parent: Path) -> tuple[Path, Path]:
     """Choose a new temporary folder in ``parent`` (not created yet) and mark it as this
     process's; returns (folder, mark). Create the folder only after this returns."""
@@ -63,7 +39,7 @@ def mark_temporary(root: Path, parent: Path) -> tuple[Path, Path]:
     token = secrets.token_hex(8)
     folder = parent.resolve() / f"{TEMP_PREFIX}{token}"
     mark = where / f"{os.getpid()}-{token}"
-    record = {"pid": os.getpid(), "started": _start_time(os.getpid()), "folder": str(folder)}
+    record = {"pid": os.getpid(), "started": process_start_time(os.getpid()), "folder": str(folder)}
     fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, json.dumps(record).encode())
@@ -122,7 +98,7 @@ def remove_stale_worktrees(root: Path) -> int:
             started = record.get("started")
         except (OSError, ValueError, KeyError, TypeError):
             record, folder, started = None, None, None
-        if pid_text.isdigit() and _alive(int(pid_text), started):
+        if pid_text.isdigit() and process_alive(int(pid_text), started):
             continue
         # Only a folder of the form mark_temporary makes: never anything else of the user's.
         if folder is not None and folder.is_absolute() and folder.name.startswith(TEMP_PREFIX) \
