@@ -11,6 +11,8 @@ sentinel files proving no code of the attacker's ran where none may run.
 `repro` runs a snapshot's recorded command by design; there the promise is narrower and checked
 as such: the argv never goes through a shell, it is shown before any of it runs, it runs in a
 temporary worktree (under TMPDIR, removed afterwards), never in the clone or outside it.
+
+55 real clones, a repro or a browser in many: the slow suite runs them (CI with it).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tests.attacker import MANIFEST, MODEL, Scene, attempt, build_base
 RUN: dict[str, Any] = {"cmd": ["true"], "cwd": ".", "exit_code": 0,
                        "started": "2026-12-01T10:00:00Z", "duration_s": 1.5}
 PATCH = ".mlsnap/patches/model.patch"
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
